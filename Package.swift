@@ -1,0 +1,32 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers, bottom up:
+//   CNetlinkShim  C: libmnl plus the few things Swift cannot call (macros, GNU-only setns)
+//   Netlink       typed links / addresses / routes / sysctls / namespaces over libmnl
+//   JSON          a small JSON value type (keeps Foundation out of the plugin: ~0.6 ms per run)
+//   IPAM          host-local compatible allocation and on-disk leases; no netlink
+//   CNI           the spec's environment, config, result and error types
+//   BridgePlugin  ADD / DEL / CHECK / VERSION / GC / STATUS
+//   bridge-ipam   a thin main
+let package = Package(
+    name: "bridge-ipam",
+    products: [
+        .executable(name: "bridge-ipam", targets: ["bridge-ipam"])
+    ],
+    targets: [
+        .target(
+            name: "CNetlinkShim",
+            linkerSettings: [.linkedLibrary("mnl")]
+        ),
+        .target(name: "Netlink", dependencies: ["CNetlinkShim"]),
+        .target(name: "JSON"),
+        .target(name: "IPAM"),
+        .target(name: "CNI", dependencies: ["JSON", "IPAM"]),
+        .target(name: "BridgePlugin", dependencies: ["CNI", "IPAM", "JSON", "Netlink"]),
+        .executableTarget(name: "bridge-ipam", dependencies: ["BridgePlugin"]),
+        .testTarget(name: "JSONTests", dependencies: ["JSON"]),
+        .testTarget(name: "IPAMTests", dependencies: ["IPAM"]),
+        .testTarget(name: "CNITests", dependencies: ["CNI", "JSON", "IPAM"]),
+    ]
+)

@@ -1,0 +1,256 @@
+import IPAM
+import JSON
+
+/// The plugin's configuration: the network config object the runtime sends on stdin, validated.
+public struct NetworkConfig: Sendable {
+    public var cniVersion: CNIVersion
+    /// The `cniVersion` text as given (results and errors echo it).
+    public var cniVersionText: String
+    public var name: String
+    public var type: String
+    public var bridge: String
+    public var isGateway: Bool
+    public var isDefaultGateway: Bool
+    public var forceAddress: Bool
+    public var hairpinMode: Bool
+    public var promiscMode: Bool
+    public var mtu: Int?
+    public var ipam: IPAMConfig
+    public var dns: DNS
+    public var runtimeConfig: JSONObject
+    public var prevResult: JSONValue?
+    /// GC's `cni.dev/valid-attachments` (or the older `cni.dev/attachments`).
+    public var validAttachments: [LeaseOwner]?
+    /// The whole object as received, for delegated IPAM plugins.
+    public var raw: JSONObject
+
+    public static let defaultBridge = "cni0"
+
+    /// Decodes and validates stdin. Undecodable JSON is code 6, a wrong cniVersion code 1,
+    /// anything else wrong code 7 naming the field.
+    public static func parse(_ bytes: [UInt8]) throws(CNIError) -> NetworkConfig {
+        let object = try decodeObject(bytes)
+        let fields = ConfigFields(object)
+        let versionText = try fields.string("cniVersion")
+        let version = try CNIVersion.from(config: versionText)
+
+        let name = try fields.requiredString("name")
+        guard Environment.isValidNetworkName(name) else {
+            throw fields.invalid("name", "\"\(name)\" is not a valid network name (it names a directory: start with a letter or digit, then letters, digits, '_', '.', '-')")
+        }
+        let bridge = try fields.string("bridge") ?? defaultBridge
+        guard Environment.isValidInterfaceName(bridge) else {
+            throw fields.invalid("bridge", "\"\(bridge)\" is not a valid interface name")
+        }
+        if try fields.bool("ipMasq") {
+            throw CNIError(.unsupportedField, "ipMasq is not supported yet by bridge-ipam",
+                           details: "remove \"ipMasq\" or set it to false; pod-to-pod traffic needs no NAT")
+        }
+        if let vlan = try fields.int("vlan", in: 0...4094), vlan != 0 {
+            throw CNIError(.unsupportedField, "vlan is not supported by bridge-ipam", details: "remove \"vlan\" or set it to 0")
+        }
+        guard let ipamFields = try fields.nested("ipam") else {
+            throw fields.invalid("ipam", "is required (e.g. {\"type\": \"host-local\", \"subnet\": \"10.244.1.0/24\"})")
+        }
+        let isDefaultGateway = try fields.bool("isDefaultGateway")
+        var validAttachments: [LeaseOwner]?
+        for key in ["cni.dev/valid-attachments", "cni.dev/attachments"] where validAttachments == nil {
+            guard let list = try fields.array(key) else { continue }
+            var owners: [LeaseOwner] = []
+            for (i, entry) in list.enumerated() {
+                guard let o = entry.objectValue else { throw fields.invalid("\(key)[\(i)]", "must be an object") }
+                let f = ConfigFields(o, path: "\(key)[\(i)]")
+                owners.append(LeaseOwner(containerID: try f.requiredString("containerID"), ifname: try f.string("ifname") ?? ""))
+            }
+            validAttachments = owners
+        }
+        return NetworkConfig(
+            cniVersion: version,
+            cniVersionText: versionText ?? version.description,
+            name: name,
+            type: try fields.string("type") ?? "",
+            bridge: bridge,
+            isGateway: try fields.bool("isGateway") || isDefaultGateway,
+            isDefaultGateway: isDefaultGateway,
+            forceAddress: try fields.bool("forceAddress"),
+            hairpinMode: try fields.bool("hairpinMode"),
+            promiscMode: try fields.bool("promiscMode"),
+            mtu: try fields.int("mtu", in: 68...65535),
+            ipam: try IPAMConfig.parse(ipamFields),
+            dns: try fields.nested("dns").map(DNS.parse) ?? DNS(),
+            runtimeConfig: try fields.object("runtimeConfig") ?? JSONObject(),
+            prevResult: fields.value("prevResult"),
+            validAttachments: validAttachments,
+            raw: object)
+    }
+
+    /// Only the `cniVersion` of stdin, for VERSION (which must not validate anything else).
+    public static func versionOnly(_ bytes: [UInt8]) throws(CNIError) -> String? {
+        if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return nil }
+        return try ConfigFields(try decodeObject(bytes)).string("cniVersion")
+    }
+
+    static func decodeObject(_ bytes: [UInt8]) throws(CNIError) -> JSONObject {
+        let value: JSONValue
+        do { value = try JSONValue.parse(bytes) } catch {
+            throw CNIError(.decodeFailure, "the network configuration on stdin is not valid JSON", details: error.description)
+        }
+        guard let object = value.objectValue else {
+            throw CNIError(.decodeFailure, "the network configuration on stdin must be a JSON object, not \(value.typeName)")
+        }
+        return object
+    }
+}
+
+/// The `ipam` section. The built-in allocator serves `host-local`; any other type is run as a
+/// delegated plugin and only `type` is read here.
+public struct IPAMConfig: Sendable {
+    public var type: String
+    public var rangeSets: [RangeSet]
+    public var routes: [Route]
+    public var dataDir: String
+    public var resolvConf: String?
+
+    public static let builtInType = "host-local"
+    public static let defaultDataDir = "/var/lib/cni/networks"
+
+    public var isBuiltIn: Bool { type == IPAMConfig.builtInType }
+
+    static func parse(_ fields: ConfigFields) throws(CNIError) -> IPAMConfig {
+        let type = try fields.requiredString("type")
+        var config = IPAMConfig(type: type, rangeSets: [], routes: [], dataDir: defaultDataDir, resolvConf: nil)
+        guard config.isBuiltIn else { return config }
+
+        config.dataDir = try fields.string("dataDir") ?? defaultDataDir
+        guard config.dataDir.hasPrefix("/") else { throw fields.invalid("dataDir", "must be an absolute path") }
+        config.resolvConf = try fields.string("resolvConf")
+
+        if let subnet = try fields.cidr("subnet") {
+            config.rangeSets.append(try rangeSet([try range(fields, subnet: subnet)], fields, key: "subnet"))
+        }
+        if let sets = try fields.array("ranges") {
+            for (i, setValue) in sets.enumerated() {
+                guard let entries = setValue.arrayValue, !entries.isEmpty else {
+                    throw fields.invalid("ranges[\(i)]", "must be a non-empty array of ranges")
+                }
+                var ranges: [IPRange] = []
+                for (j, entry) in entries.enumerated() {
+                    guard let o = entry.objectValue else { throw fields.invalid("ranges[\(i)][\(j)]", "must be an object") }
+                    let f = ConfigFields(o, path: fields.name("ranges[\(i)][\(j)]"))
+                    guard let subnet = try f.cidr("subnet") else { throw f.invalid("subnet", "is required") }
+                    ranges.append(try range(f, subnet: subnet))
+                }
+                config.rangeSets.append(try rangeSet(ranges, fields, key: "ranges[\(i)]"))
+            }
+        }
+        guard !config.rangeSets.isEmpty else {
+            throw fields.invalid("subnet", "or ipam.ranges is required (e.g. \"subnet\": \"10.244.1.0/24\")")
+        }
+        for i in config.rangeSets.indices { for j in config.rangeSets.indices where j > i && config.rangeSets[i].overlaps(config.rangeSets[j]) {
+            throw fields.invalid("ranges", "range sets \(config.rangeSets[i]) and \(config.rangeSets[j]) overlap")
+        } }
+        if let routes = try fields.array("routes") {
+            for (i, r) in routes.enumerated() {
+                guard let o = r.objectValue else { throw fields.invalid("routes[\(i)]", "must be an object") }
+                config.routes.append(try Route.parse(ConfigFields(o, path: fields.name("routes[\(i)]"))))
+            }
+        }
+        return config
+    }
+
+    private static func range(_ f: ConfigFields, subnet: IPNetwork) throws(CNIError) -> IPRange {
+        do {
+            return try IPRange(subnet: subnet, rangeStart: try f.ip("rangeStart"), rangeEnd: try f.ip("rangeEnd"), gateway: try f.ip("gateway"))
+        } catch let error as IPRange.Error {
+            throw CNIError(.invalidConfig, "invalid network configuration: \(f.path.isEmpty ? "ipam" : f.path): \(error)")
+        } catch let error as CNIError { throw error } catch { fatalError("unreachable: \(error)") }
+    }
+
+    private static func rangeSet(_ ranges: [IPRange], _ f: ConfigFields, key: String) throws(CNIError) -> RangeSet {
+        do { return try RangeSet(ranges) } catch {
+            throw f.invalid(key, "\(error)")
+        }
+    }
+}
+
+/// A route as CNI spells it: `{"dst": "0.0.0.0/0", "gw": "10.244.1.1"}`.
+public struct Route: Equatable, Sendable {
+    public var dst: IPNetwork
+    public var gw: IPAddress?
+
+    public init(dst: IPNetwork, gw: IPAddress? = nil) {
+        self.dst = dst
+        self.gw = gw
+    }
+
+    static func parse(_ f: ConfigFields) throws(CNIError) -> Route {
+        guard let dst = try f.cidr("dst") else { throw f.invalid("dst", "is required") }
+        let gw = try f.ip("gw")
+        if let gw, gw.family != dst.address.family { throw f.invalid("gw", "\(gw) is not of the same IP family as dst \(dst)") }
+        return Route(dst: dst.masked, gw: gw)
+    }
+
+    public var json: JSONValue {
+        var o: JSONObject = ["dst": .string(dst.description)]
+        if let gw { o["gw"] = .string(gw.description) }
+        return .object(o)
+    }
+}
+
+/// DNS settings for the result: from the config's `dns` and the IPAM section's `resolvConf`.
+public struct DNS: Equatable, Sendable {
+    public var nameservers: [String] = []
+    public var domain: String?
+    public var search: [String] = []
+    public var options: [String] = []
+
+    public init() {}
+
+    public var isEmpty: Bool { nameservers.isEmpty && domain == nil && search.isEmpty && options.isEmpty }
+
+    static func parse(_ f: ConfigFields) throws(CNIError) -> DNS {
+        var dns = DNS()
+        dns.nameservers = try f.stringArray("nameservers")
+        dns.domain = try f.string("domain")
+        dns.search = try f.stringArray("search")
+        dns.options = try f.stringArray("options")
+        return dns
+    }
+
+    /// Reads resolv.conf syntax (`nameserver`, `domain`, `search`, `options` lines).
+    public static func parseResolvConf(_ text: String) -> DNS {
+        var dns = DNS()
+        for line in text.split(whereSeparator: { $0 == "\n" }) {
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+            guard let keyword = words.first, !keyword.hasPrefix("#"), !keyword.hasPrefix(";") else { continue }
+            let rest = Array(words.dropFirst())
+            switch keyword {
+            case "nameserver": dns.nameservers += rest.prefix(1)
+            case "domain": dns.domain = rest.first
+            case "search": dns.search = rest
+            case "options": dns.options += rest
+            default: continue
+            }
+        }
+        return dns
+    }
+
+    /// Fields of `other` fill the ones this DNS leaves empty.
+    public func merged(with other: DNS) -> DNS {
+        var d = self
+        if d.nameservers.isEmpty { d.nameservers = other.nameservers }
+        if d.domain == nil { d.domain = other.domain }
+        if d.search.isEmpty { d.search = other.search }
+        if d.options.isEmpty { d.options = other.options }
+        return d
+    }
+
+    public var json: JSONValue {
+        var o = JSONObject()
+        if !nameservers.isEmpty { o["nameservers"] = .array(nameservers.map(JSONValue.string)) }
+        if let domain { o["domain"] = .string(domain) }
+        if !search.isEmpty { o["search"] = .array(search.map(JSONValue.string)) }
+        if !options.isEmpty { o["options"] = .array(options.map(JSONValue.string)) }
+        return .object(o)
+    }
+}
