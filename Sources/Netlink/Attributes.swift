@@ -1,0 +1,47 @@
+import CNetlinkShim
+
+/// A received netlink message: its type, the family header's bytes, and its attributes.
+public struct NetlinkMessage: Sendable {
+    public let type: UInt16
+    public let familyHeader: [UInt8]
+    public let attributes: Attributes
+
+    /// Reads the family header as `Header` (e.g. `ifinfomsg`).
+    public func header<Header>(as: Header.Type) -> Header {
+        precondition(familyHeader.count >= MemoryLayout<Header>.size)
+        return familyHeader.withUnsafeBytes { $0.loadUnaligned(as: Header.self) }
+    }
+}
+
+/// Netlink attributes (type-length-value, 4-byte aligned) read from a copy of their bytes.
+public struct Attributes: Sendable {
+    private var values: [UInt16: [UInt8]] = [:]
+
+    public init(_ bytes: ArraySlice<UInt8>) {
+        var offset = bytes.startIndex
+        let mask = cshim_nla_type_mask()
+        while offset + 4 <= bytes.endIndex {
+            let length = Int(UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8)
+            let type = (UInt16(bytes[offset + 2]) | UInt16(bytes[offset + 3]) << 8) & mask
+            guard length >= 4, offset + length <= bytes.endIndex else { break }
+            values[type] = Array(bytes[(offset + 4)..<(offset + length)])
+            offset += (length + 3) & ~3
+        }
+    }
+
+    public subscript(type: UInt16) -> [UInt8]? { values[type] }
+
+    public func u8(_ type: UInt16) -> UInt8? { values[type]?.first }
+
+    public func u32(_ type: UInt16) -> UInt32? {
+        guard let v = values[type], v.count >= 4 else { return nil }
+        return v.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
+    }
+
+    public func string(_ type: UInt16) -> String? {
+        guard let v = values[type] else { return nil }
+        return String(decoding: v.prefix { $0 != 0 }, as: UTF8.self)
+    }
+
+    public func nested(_ type: UInt16) -> Attributes? { values[type].map { Attributes($0[...]) } }
+}

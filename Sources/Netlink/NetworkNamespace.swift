@@ -1,0 +1,74 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CNetlinkShim
+
+/// An open network namespace (a descriptor on its nsfs file).
+///
+/// Namespaces belong to threads. The plugin stays on its main thread and only ever enters a
+/// namespace for as long as it takes to open a netlink socket there: the socket keeps working
+/// on that namespace after the thread has returned home.
+public final class NetworkNamespace {
+    public let fd: Int32
+    public let path: String
+
+    public enum Error: Swift.Error, CustomStringConvertible, Equatable {
+        case cannotOpen(path: String, errno: Int32)
+        case notANamespace(path: String)
+
+        public var description: String {
+            switch self {
+            case .cannotOpen(let path, let e): return "cannot open network namespace \(path): \(String(cString: strerror(e)))"
+            case .notANamespace(let path): return "\(path) is not a network namespace"
+            }
+        }
+
+        /// The namespace no longer exists (DEL treats that as done).
+        public var isGone: Bool {
+            if case .cannotOpen(_, let e) = self { return e == ENOENT }
+            return false
+        }
+    }
+
+    /// Opens the namespace at `path` (e.g. /run/netns/pod1 or /proc/PID/ns/net).
+    public init(path: String) throws(Error) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .cannotOpen(path: path, errno: errno) }
+        var info = statfs()
+        // nsfs has magic 0x6e736673; older kernels exposed namespaces on procfs (0x9fa0).
+        if fstatfs(fd, &info) == 0, info.f_type != 0x6e73_6673, info.f_type != 0x9fa0 {
+            close(fd)
+            throw .notANamespace(path: path)
+        }
+        self.fd = fd
+        self.path = path
+    }
+
+    /// The namespace the calling thread is in now.
+    public static func current() throws(Error) -> NetworkNamespace {
+        try NetworkNamespace(path: "/proc/thread-self/ns/net")
+    }
+
+    deinit { close(fd) }
+
+    /// Identifies the namespace: two descriptors on the same namespace have equal identities.
+    public var identity: (device: UInt64, inode: UInt64) {
+        var s = stat()
+        _ = fstat(fd, &s)
+        return (UInt64(s.st_dev), UInt64(s.st_ino))
+    }
+
+    public func isSame(as other: NetworkNamespace) -> Bool { identity == other.identity }
+
+    /// Enters this namespace, opens a netlink socket there, and returns the thread to `home`.
+    /// Failing to return home is fatal: the rest of the process would act on the wrong namespace.
+    @available(*, noasync, message: "network namespaces are per thread; enter them only from synchronous code")
+    public func openSocket(returningTo home: NetworkNamespace) throws(NetlinkError) -> NetlinkSocket {
+        guard cshim_setns_net(fd) == 0 else { throw NetlinkError("enter network namespace \(path)") }
+        let result = Result { () throws(NetlinkError) -> NetlinkSocket in try NetlinkSocket() }
+        guard cshim_setns_net(home.fd) == 0 else {
+            fatalError("cannot return to network namespace \(home.path): \(String(cString: strerror(errno)))")
+        }
+        return try result.get()
+    }
+}
