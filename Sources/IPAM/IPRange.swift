@@ -97,3 +97,16 @@ public struct RangeSet: Equatable, Sendable, CustomStringConvertible {
         ranges.contains { a in other.ranges.contains { a.overlaps($0) } }
     }
 }
+
+extension RangeSet {
+    /// How many addresses the set can hand out (gateway, network and broadcast excluded).
+    public var assignableCount: UInt128 {
+        ranges.reduce(UInt128(0)) { total, range in
+            var count = range.rangeStart.count(through: range.rangeEnd)
+            for reserved in [range.gateway, range.subnet.network, range.rangeStart.family == .v4 ? range.subnet.last : nil] {
+                if let reserved, range.contains(reserved), count > 0 { count -= 1 }
+            }
+            return total &+ count
+        }
+    }
+}

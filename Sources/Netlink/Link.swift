@@ -83,8 +83,8 @@ extension NetlinkSocket {
         }
     }
 
-    /// Creates a veth pair in one request: both ends up, MACs and MTU set, this end enslaved to
-    /// `master`, the peer created directly in its namespace (no move afterwards).
+    /// Creates a veth pair in one request: this end up and enslaved to `master`, MACs and MTU set,
+    /// the peer created directly in its namespace (no move afterwards) and left down.
     public func createVethPair(_ pair: VethPair) throws(NetlinkError) {
         try execute("create veth \(pair.name)", type: UInt16(RTM_NEWLINK), flags: NLM_F_CREATE | NLM_F_EXCL) { m in
             m.put(header: linkHeader(flags: up, change: up))
@@ -96,7 +96,9 @@ extension NetlinkSocket {
                 info.put(UInt16(IFLA_INFO_KIND), string: "veth")
                 info.nest(UInt16(IFLA_INFO_DATA)) { data in
                     data.nest(UInt16(VETH_INFO_PEER)) { peer in
-                        peer.putRaw(linkHeader(flags: up, change: up))
+                        // The peer cannot be created up: the kernel links the two ends only after
+                        // configuring the peer, and opening an unlinked veth fails with ENOTCONN.
+                        peer.putRaw(linkHeader())
                         peer.put(UInt16(IFLA_IFNAME), string: pair.peerName)
                         peer.put(UInt16(IFLA_ADDRESS), bytes: pair.peerMAC.bytes)
                         if let mtu = pair.mtu { peer.put(UInt16(IFLA_MTU), u32: mtu) }
@@ -107,25 +109,21 @@ extension NetlinkSocket {
         }
     }
 
-    /// Sets IFF_UP (and optionally IFF_PROMISC) on a link.
-    public func setLink(index: Int32, name: String, up isUp: Bool = true, promiscuous: Bool? = nil) throws(NetlinkError) {
+    /// Adds a request setting IFF_UP (and optionally IFF_PROMISC) on a link to a batch.
+    public static func setLink(index: Int32, name: String, up isUp: Bool = true, promiscuous: Bool? = nil, to batch: inout Batch) {
         var flags: UInt32 = isUp ? up : 0
         var change = up
         if let promiscuous {
             change |= UInt32(IFF_PROMISC)
             if promiscuous { flags |= UInt32(IFF_PROMISC) }
         }
-        try execute("set flags of \(name)", type: UInt16(RTM_NEWLINK)) { m in
+        batch.add("set \(name) \(isUp ? "up" : "down")", type: UInt16(RTM_NEWLINK)) { m in
             m.put(header: linkHeader(index: index, flags: flags, change: change))
         }
     }
 
-    /// Pins a bridge's current MAC so it stops following its ports (the kernel marks it as set).
-    public func setMAC(index: Int32, name: String, mac: MACAddress) throws(NetlinkError) {
-        try execute("set MAC of \(name)", type: UInt16(RTM_NEWLINK)) { m in
-            m.put(header: linkHeader(index: index))
-            m.put(UInt16(IFLA_ADDRESS), bytes: mac.bytes)
-        }
+    public func setLink(index: Int32, name: String, up isUp: Bool = true, promiscuous: Bool? = nil) throws(NetlinkError) {
+        try batch { NetlinkSocket.setLink(index: index, name: name, up: isUp, promiscuous: promiscuous, to: &$0) }
     }
 
     /// Turns hairpin mode on for a bridge port, so a pod can reach itself through a service IP.
@@ -136,13 +134,14 @@ extension NetlinkSocket {
         }
     }
 
-    /// Sets one IPv4 per-interface sysctl (`net.ipv4.conf.<if>.<key>`) over netlink.
-    public func setIPv4DeviceConfig(index: Int32, name: String, _ key: Int32, value: UInt32) throws(NetlinkError) {
-        try execute("set IPv4 setting \(key) on \(name)", type: UInt16(RTM_NEWLINK)) { m in
+    /// Adds a request setting one IPv4 per-interface sysctl (`net.ipv4.conf.<if>.<key>`) to a batch.
+    /// Netlink reaches these without /proc/sys, which follows the opener's namespace, not the socket's.
+    public static func setIPv4Setting(_ setting: IPv4DeviceSetting, value: UInt32, index: Int32, name: String, to batch: inout Batch) {
+        batch.add("set net.ipv4.conf.\(name).\(setting) to \(value)", type: UInt16(RTM_NEWLINK)) { m in
             m.put(header: linkHeader(index: index))
             m.nest(UInt16(IFLA_AF_SPEC)) { spec in
                 spec.nest(UInt16(AF_INET)) { inet in
-                    inet.nest(UInt16(IFLA_INET_CONF)) { $0.put(UInt16(key), u32: value) }
+                    inet.nest(UInt16(IFLA_INET_CONF)) { $0.put(setting.attribute, u32: value) }
                 }
             }
         }
@@ -159,6 +158,27 @@ extension NetlinkSocket {
             return true
         } catch where error.isNotFound {
             return false
+        }
+    }
+}
+
+/// IPv4 per-interface settings that can be changed over netlink.
+public enum IPv4DeviceSetting: CustomStringConvertible, Sendable {
+    /// Send gratuitous ARP when the device comes up or its address changes.
+    case arpNotify
+    case forwarding
+
+    var attribute: UInt16 {
+        switch self {
+        case .arpNotify: return UInt16(IPV4_DEVCONF_ARP_NOTIFY)
+        case .forwarding: return UInt16(IPV4_DEVCONF_FORWARDING)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .arpNotify: return "arp_notify"
+        case .forwarding: return "forwarding"
         }
     }
 }

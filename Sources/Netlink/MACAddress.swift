@@ -27,11 +27,7 @@ public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
     /// A random unicast, locally administered address, as the kernel picks for new veths.
     /// Choosing it ourselves means the result needs no extra round trip to read it back.
     public static func random() -> MACAddress {
-        var bytes = [UInt8](repeating: 0, count: 6)
-        let got = bytes.withUnsafeMutableBytes { getrandom($0.baseAddress, 6, 0) }
-        if got != 6 {
-            for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }
-        }
+        var bytes = randomBytes(6)
         bytes[0] = (bytes[0] & 0xFE) | 0x02
         return MACAddress(bytes: bytes)!
     }
@@ -39,4 +35,13 @@ public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         bytes.map { b in (b < 16 ? "0" : "") + String(b, radix: 16) }.joined(separator: ":")
     }
+}
+
+/// Bytes from the kernel's random pool (getrandom), for MACs and interface names.
+public func randomBytes(_ count: Int) -> [UInt8] {
+    var bytes = [UInt8](repeating: 0, count: count)
+    if bytes.withUnsafeMutableBytes({ getrandom($0.baseAddress, count, 0) }) != count {
+        for i in bytes.indices { bytes[i] = .random(in: 0...255) }
+    }
+    return bytes
 }

@@ -1,0 +1,154 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CNI
+import IPAM
+import JSON
+import Netlink
+
+/// ADD: a veth pair from the node bridge into the pod, an address from IPAM, routes, a result.
+/// Whatever this ADD creates (lease, veth) is removed again if a later step fails.
+struct Add {
+    let context: Context
+    init(_ context: Context) { self.context = context }
+
+    var config: NetworkConfig { context.config }
+    var environment: Environment { context.environment }
+
+    @available(*, noasync)
+    func run() throws(CNIError) -> JSONValue {
+        let requests = try RuntimeRequests(environment: environment, config: config)
+        var previous: CNIResult?
+        if let prev = config.prevResult { previous = try CNIResult.parse(prev) }
+
+        let home: NetworkNamespace, pod: NetworkNamespace
+        do {
+            home = try NetworkNamespace.current()
+            pod = try NetworkNamespace(path: environment.netns)
+        } catch { throw .namespace(error) }
+        guard !pod.isSame(as: home) else {
+            throw CNIError(.invalidNamespace, "CNI_NETNS \(environment.netns) is the node's own network namespace",
+                           details: "refusing to move \(environment.ifname) out of the node")
+        }
+        let podSocket = try netlink { () throws(NetlinkError) in try pod.openSocket(returningTo: home) }
+        let node = try netlink { () throws(NetlinkError) in try NetlinkSocket() }
+        // Cheap here, and it keeps a duplicate ADD from touching IPAM at all.
+        if try netlink({ () throws(NetlinkError) in try podSocket.link(named: environment.ifname) }) != nil {
+            throw interfaceExists()
+        }
+
+        let ipam = context.ipam
+        let outcome = try ipam.add(owner: context.owner, requested: requests.addresses)
+        var hostVeth: String?
+        do throws(CNIError) {
+            let bridgeControl = Bridge(socket: node, config: config)
+            let bridge = try bridgeControl.ensure()
+            if config.isGateway {
+                try bridgeControl.ensureGateways(outcome.ips.compactMap { ip in
+                    ip.gateway.flatMap { IPNetwork(address: $0, prefixLength: ip.address.prefixLength) }
+                }, on: bridge)
+            }
+            let podMAC = requests.mac ?? .random()
+            let veth = try createVeth(node: node, podSocket: podSocket, pod: pod, bridge: bridge, podMAC: podMAC)
+            hostVeth = veth.name
+            if config.hairpinMode {
+                try netlink { () throws(NetlinkError) in try node.setHairpin(index: veth.index, name: veth.name) }
+            }
+            let routes = podRoutes(outcome)
+            try configurePod(podSocket, outcome: outcome, routes: routes)
+            return result(previous: previous, bridge: bridge, veth: veth, podMAC: podMAC, outcome: outcome, routes: routes)
+                .json(version: config.cniVersion, versionText: config.cniVersionText)
+        } catch {
+            if let hostVeth { _ = try? node.deleteLink(named: hostVeth) }
+            try? ipam.delete(owner: context.owner)
+            throw error
+        }
+    }
+
+    private func interfaceExists() -> CNIError {
+        CNIError(.interfaceExists, "interface \(environment.ifname) already exists in \(environment.netns)",
+                 details: "a container can be attached once per interface name; DEL it first or use another CNI_IFNAME")
+    }
+
+    /// Creates the pair with the pod end inside the pod; retries on a host-name collision.
+    private func createVeth(node: NetlinkSocket, podSocket: NetlinkSocket, pod: NetworkNamespace, bridge: Link,
+                            podMAC: MACAddress) throws(CNIError) -> (name: String, index: Int32, mac: MACAddress) {
+        let mtu = config.mtu.map(UInt32.init) ?? bridge.mtu
+        for _ in 0..<8 {
+            var pair = VethPair(name: Add.hostVethName(), mac: .random(), peerName: environment.ifname, peerMAC: podMAC,
+                                peerNamespaceFD: pod.fd, mtu: mtu == 0 ? nil : mtu, master: bridge.index)
+            do {
+                try node.createVethPair(pair)
+            } catch where error.isExists {
+                if (try? podSocket.link(named: environment.ifname)) != nil { throw interfaceExists() }
+                pair.name = ""
+                continue
+            } catch {
+                throw .netlink(error)
+            }
+            guard let link = try netlink({ () throws(NetlinkError) in try node.link(named: pair.name) }) else {
+                throw CNIError(.netlinkFailure, "veth \(pair.name) vanished right after it was created")
+            }
+            return (pair.name, link.index, pair.mac)
+        }
+        throw CNIError(.tryAgainLater, "could not find a free host veth name after 8 tries")
+    }
+
+    /// `veth` + 8 random hex digits, as the reference bridge plugin names host ends.
+    static func hostVethName() -> String {
+        "veth" + randomBytes(4).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    }
+
+    /// The pod's routes: IPAM's (a route without `gw` goes via the gateway of its family), then a
+    /// default route per family with `isDefaultGateway` unless IPAM already gave one.
+    private func podRoutes(_ outcome: IPAMOutcome) -> [Route] {
+        func gateway(for family: IPAddress.Family) -> IPAddress? {
+            outcome.ips.first { $0.address.address.family == family && $0.gateway != nil }?.gateway
+        }
+        var routes = outcome.routes.map { r in Route(dst: r.dst, gw: r.gw ?? gateway(for: r.dst.address.family)) }
+        if config.isDefaultGateway {
+            for family in [IPAddress.Family.v4, .v6] {
+                guard let gw = gateway(for: family), !routes.contains(where: { $0.dst.prefixLength == 0 && $0.dst.address.family == family }) else { continue }
+                let any = family == .v4 ? IPAddress.v4(0) : IPAddress.v6(0)
+                routes.append(Route(dst: IPNetwork(address: any, prefixLength: 0)!, gw: gw))
+            }
+        }
+        return routes
+    }
+
+    /// Inside the pod: the interface up, arp_notify, addresses, then routes: two netlink datagrams.
+    private func configurePod(_ socket: NetlinkSocket, outcome: IPAMOutcome, routes: [Route]) throws(CNIError) {
+        guard let link = try netlink({ () throws(NetlinkError) in try socket.link(named: environment.ifname) }) else {
+            throw CNIError(.netlinkFailure, "\(environment.ifname) is missing in the pod right after it was created")
+        }
+        try netlink { () throws(NetlinkError) in
+            try socket.batch { batch in
+                NetlinkSocket.setLink(index: link.index, name: link.name, up: true, to: &batch)
+                // Announce the new address with gratuitous ARP when the link comes up, as the reference does.
+                NetlinkSocket.setIPv4Setting(.arpNotify, value: 1, index: link.index, name: link.name, to: &batch)
+                for ip in outcome.ips { NetlinkSocket.addAddress(ip.address, index: link.index, to: &batch) }
+            }
+            // Routes go after the addresses: a gateway must be on a connected network first.
+            try socket.batch { batch in
+                for route in routes {
+                    NetlinkSocket.addRoute(RouteEntry(destination: route.dst, gateway: route.gw, outputInterface: link.index), to: &batch)
+                }
+            }
+        }
+    }
+
+    private func result(previous: CNIResult?, bridge: Link, veth: (name: String, index: Int32, mac: MACAddress),
+                        podMAC: MACAddress, outcome: IPAMOutcome, routes: [Route]) -> CNIResult {
+        var result = previous ?? CNIResult()
+        let base = result.interfaces.count
+        result.interfaces += [
+            .init(name: bridge.name, mac: bridge.mac?.description ?? ""),
+            .init(name: veth.name, mac: veth.mac.description),
+            .init(name: environment.ifname, mac: podMAC.description, sandbox: environment.netns),
+        ]
+        result.ips += outcome.ips.map { .init(address: $0.address, gateway: $0.gateway, interface: base + 2) }
+        result.routes += routes
+        result.dns = config.dns.merged(with: outcome.dns).merged(with: result.dns)
+        return result
+    }
+}

@@ -1,0 +1,73 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CNI
+import IPAM
+import Netlink
+
+/// The node bridge: created when missing, brought up, and given the pods' gateway addresses.
+struct Bridge {
+    let socket: NetlinkSocket
+    let config: NetworkConfig
+
+    /// The bridge as it is after making sure it exists, is a bridge and is up.
+    func ensure() throws(CNIError) -> Link {
+        let name = config.bridge
+        if let link = try netlink({ () throws(NetlinkError) in try socket.link(named: name) }) {
+            return try repair(link)
+        }
+        do {
+            try socket.createBridge(name: name, mac: .random(), mtu: config.mtu.map(UInt32.init))
+        } catch where error.isExists {
+            // Another ADD created it between our look-up and our request: use theirs.
+        } catch {
+            throw .netlink(error)
+        }
+        guard let link = try netlink({ () throws(NetlinkError) in try socket.link(named: name) }) else {
+            throw CNIError(.bridgeConflict, "bridge \(name) vanished right after it was created")
+        }
+        return try repair(link)
+    }
+
+    private func repair(_ link: Link) throws(CNIError) -> Link {
+        guard link.kind == "bridge" else {
+            throw CNIError(.bridgeConflict, "\(link.name) exists but is not a bridge (it is \(link.kind.map { "a \($0)" } ?? "a device without link kind"))",
+                           details: "set \"bridge\" in the config to another name, or remove \(link.name)")
+        }
+        let wantPromiscuous = config.promiscMode && !link.isPromiscuous
+        if !link.isUp || wantPromiscuous {
+            try netlink { () throws(NetlinkError) in
+                try socket.setLink(index: link.index, name: link.name, up: true, promiscuous: wantPromiscuous ? true : nil)
+            }
+        }
+        return link
+    }
+
+    /// Puts each gateway on the bridge (with the subnet's prefix). An IPv4 bridge address other
+    /// than ours is replaced with `forceAddress` and an error otherwise, as the reference does.
+    func ensureGateways(_ gateways: [IPNetwork], on bridge: Link) throws(CNIError) {
+        guard !gateways.isEmpty else { return }
+        let existing = try netlink { () throws(NetlinkError) in try socket.addresses(index: bridge.index) }
+        for gateway in gateways {
+            if existing.contains(where: { $0.network == gateway }) { continue }
+            let conflicting = existing.filter {
+                $0.network.address.family == gateway.address.family
+                    && (gateway.address.family == .v4 || $0.network.overlaps(gateway))
+            }
+            for other in conflicting {
+                guard config.forceAddress else {
+                    throw CNIError(.bridgeConflict, "bridge \(bridge.name) already has address \(other.network), not the gateway \(gateway)",
+                                   details: "set \"forceAddress\": true to replace it, or use another bridge")
+                }
+                try netlink { () throws(NetlinkError) in try socket.deleteAddress(other.network, index: bridge.index) }
+            }
+            try netlink { () throws(NetlinkError) in try socket.addAddress(gateway, index: bridge.index, tolerateExisting: true) }
+        }
+        if gateways.contains(where: { $0.address.family == .v4 }) {
+            try netlink { () throws(NetlinkError) in try Sysctl.ensure("net.ipv4.ip_forward", "1") }
+        }
+        if gateways.contains(where: { $0.address.family == .v6 }) {
+            try netlink { () throws(NetlinkError) in try Sysctl.ensure("net.ipv6.conf.all.forwarding", "1") }
+        }
+    }
+}

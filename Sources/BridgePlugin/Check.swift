@@ -1,0 +1,86 @@
+import CNI
+import IPAM
+import Netlink
+
+/// CHECK: the attachment still looks as `prevResult` says: the pod interface with its MAC,
+/// addresses and routes, the lease, the bridge, and the host veth on it.
+struct Check {
+    let context: Context
+    init(_ context: Context) { self.context = context }
+
+    func failed(_ msg: String, details: String = "") -> CNIError { CNIError(.checkFailed, msg, details: details) }
+
+    @available(*, noasync)
+    func run() throws(CNIError) {
+        try context.require(.v0_4_0, for: "CHECK")
+        let config = context.config, environment = context.environment
+        guard let prev = config.prevResult else {
+            throw CNIError(.invalidConfig, "invalid network configuration: CHECK needs prevResult")
+        }
+        let expected = try CNIResult.parse(prev)
+        guard let podIndex = expected.interfaces.firstIndex(where: { $0.name == environment.ifname && $0.sandbox != nil }) else {
+            throw failed("prevResult has no interface \(environment.ifname) inside a sandbox")
+        }
+        let podInterface = expected.interfaces[podIndex]
+        let podIPs = expected.ips.filter { $0.interface == podIndex }
+        guard !podIPs.isEmpty else { throw failed("prevResult has no address for \(environment.ifname)") }
+
+        let home: NetworkNamespace, pod: NetworkNamespace
+        do {
+            home = try NetworkNamespace.current()
+            pod = try NetworkNamespace(path: environment.netns)
+        } catch { throw .namespace(error) }
+        let podSocket = try netlink { () throws(NetlinkError) in try pod.openSocket(returningTo: home) }
+        let node = try netlink { () throws(NetlinkError) in try NetlinkSocket() }
+
+        // The pod side.
+        guard let link = try netlink({ () throws(NetlinkError) in try podSocket.link(named: environment.ifname) }) else {
+            throw failed("interface \(environment.ifname) not found in \(environment.netns)")
+        }
+        if !podInterface.mac.isEmpty, let mac = link.mac, mac != MACAddress(podInterface.mac) {
+            throw failed("interface \(environment.ifname) has MAC \(mac), prevResult says \(podInterface.mac)")
+        }
+        let addresses = try netlink { () throws(NetlinkError) in try podSocket.addresses(index: link.index) }
+        for ip in podIPs where !addresses.contains(where: { $0.network == ip.address }) {
+            throw failed("address \(ip.address) missing on \(environment.ifname)",
+                         details: "found: \(addresses.map(\.network.description).joined(separator: ", "))")
+        }
+        for family in [IPAddress.Family.v4, .v6] {
+            let wanted = expected.routes.filter { $0.dst.address.family == family }
+            guard !wanted.isEmpty else { continue }
+            let table = try netlink { () throws(NetlinkError) in try podSocket.routes(family: family) }
+            for route in wanted where !table.contains(where: { $0.destination == route.dst && (route.gw == nil || $0.gateway == route.gw) }) {
+                throw failed("route \(route.dst)\(route.gw.map { " via \($0)" } ?? "") missing in \(environment.netns)")
+            }
+        }
+
+        // The lease.
+        if config.ipam.isBuiltIn {
+            let store: LeaseStore
+            do { store = try LeaseStore(dataDir: config.ipam.dataDir, network: config.name) } catch { throw .store(error) }
+            for ip in podIPs {
+                guard let owner = store.owner(of: ip.address.address) else {
+                    throw failed("no lease for \(ip.address.address) in \(store.directory)")
+                }
+                guard owner.containerID == environment.containerID, owner.ifname == environment.ifname || owner.ifname.isEmpty else {
+                    throw failed("lease for \(ip.address.address) belongs to \(owner.containerID)/\(owner.ifname)")
+                }
+            }
+        }
+
+        // The node side.
+        guard let bridge = try netlink({ () throws(NetlinkError) in try node.link(named: config.bridge) }) else {
+            throw failed("bridge \(config.bridge) not found")
+        }
+        guard bridge.kind == "bridge" else { throw failed("\(config.bridge) is not a bridge") }
+        guard bridge.isUp else { throw failed("bridge \(config.bridge) is down") }
+        for hostInterface in expected.interfaces where hostInterface.sandbox == nil && hostInterface.name != config.bridge {
+            guard let veth = try netlink({ () throws(NetlinkError) in try node.link(named: hostInterface.name) }) else {
+                throw failed("host interface \(hostInterface.name) not found")
+            }
+            guard veth.master == bridge.index else {
+                throw failed("host interface \(hostInterface.name) is not attached to bridge \(config.bridge)")
+            }
+        }
+    }
+}

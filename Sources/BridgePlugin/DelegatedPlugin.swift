@@ -1,0 +1,105 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CNI
+import JSON
+
+/// Another CNI plugin run as the spec describes delegation: found by `type` in CNI_PATH, given
+/// our stdin and environment (with CNI_COMMAND set to the verb), its stdout read back.
+struct DelegatedPlugin {
+    let type: String
+    let searchPath: [String]
+    let stdin: [UInt8]
+
+    func executablePath() throws(CNIError) -> String {
+        guard !type.contains("/"), !type.isEmpty else {
+            throw CNIError(.invalidConfig, "invalid network configuration: ipam.type \"\(type)\" must be a plugin name, not a path")
+        }
+        for dir in searchPath {
+            let candidate = dir.hasSuffix("/") ? dir + type : dir + "/" + type
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        throw CNIError(.delegateFailure, "IPAM plugin \"\(type)\" not found",
+                       details: "looked in CNI_PATH: \(searchPath.joined(separator: ":"))")
+    }
+
+    /// Runs the plugin; returns its stdout as JSON (nil when empty) or throws its CNI error.
+    func run(command: Command) throws(CNIError) -> JSONValue? {
+        let path = try executablePath()
+        var inPipe: [Int32] = [0, 0], outPipe: [Int32] = [0, 0]
+        guard pipeClosedOnExec(&inPipe) else { throw failure("pipe") }
+        guard pipeClosedOnExec(&outPipe) else {
+            close(inPipe[0]); close(inPipe[1])
+            throw failure("pipe")
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
+
+        var environment = currentEnvironment().filter { !$0.hasPrefix("CNI_COMMAND=") }
+        environment.append("CNI_COMMAND=\(command.rawValue)")
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(path), nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
+
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, path, &actions, nil, argv, envp)
+        close(inPipe[0])
+        close(outPipe[1])
+        guard spawned == 0 else {
+            close(inPipe[1]); close(outPipe[0])
+            throw CNIError(.delegateFailure, "cannot run IPAM plugin \(path)", details: String(cString: strerror(spawned)))
+        }
+        // IPAM configs are small: one write fits the pipe buffer, so no deadlock with the reader.
+        _ = stdin.withUnsafeBytes { write(inPipe[1], $0.baseAddress, $0.count) }
+        close(inPipe[1])
+        var output: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(outPipe[0], $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            output += chunk[..<n]
+        }
+        close(outPipe[0])
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let exited = (status & 0x7F) == 0
+        let exitCode = (status >> 8) & 0xFF
+
+        let text = String(decoding: output, as: UTF8.self)
+        let value = text.allSatisfy(\.isWhitespace) ? nil : try? JSONValue.parse(output)
+        if exited && exitCode == 0 { return value }
+        if let o = value?.objectValue, let code = o["code"]?.intValue {
+            throw CNIError(code: code, msg: o["msg"]?.stringValue ?? "IPAM plugin \(type) failed",
+                           details: o["details"]?.stringValue ?? "")
+        }
+        throw CNIError(.delegateFailure, "IPAM plugin \(type) failed (\(exited ? "exit \(exitCode)" : "killed by signal \(status & 0x7F)"))",
+                       details: String(text.prefix(500)))
+    }
+
+    private func failure(_ what: String) -> CNIError {
+        CNIError(.delegateFailure, "cannot run IPAM plugin \(type): \(what) failed", details: String(cString: strerror(errno)))
+    }
+}
+
+func currentEnvironment() -> [String] {
+    var result: [String] = []
+    var pointer = environ
+    while let entry = pointer.pointee {
+        result.append(String(cString: entry))
+        pointer += 1
+    }
+    return result
+}
+
+/// A pipe whose ends are not inherited by spawned children (they get dup2'd copies only),
+/// so the child sees end-of-file on stdin once we close our end.
+private func pipeClosedOnExec(_ fds: inout [Int32]) -> Bool {
+    guard pipe(&fds) == 0 else { return false }
+    _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+    _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+    return true
+}

@@ -1,0 +1,32 @@
+import CNI
+import Netlink
+
+/// DEL: releases the lease and removes the pod's interface (its veth peer goes with it).
+/// Idempotent: a missing lease, interface or namespace is success.
+struct Delete {
+    let context: Context
+    init(_ context: Context) { self.context = context }
+
+    @available(*, noasync)
+    func run() throws(CNIError) {
+        let environment = context.environment
+        // The lease first: it must be released even when the namespace is gone.
+        try context.ipam.delete(owner: context.owner)
+        guard !environment.netns.isEmpty else { return }
+        let home: NetworkNamespace, pod: NetworkNamespace
+        do {
+            home = try NetworkNamespace.current()
+            pod = try NetworkNamespace(path: environment.netns)
+        } catch {
+            switch error {
+            case .cannotOpen(_, let e) where error.isGone || e == 22 /* EINVAL */: return
+            case .notANamespace: return  // a leftover mount point: the namespace is gone
+            default: throw .namespace(error)
+            }
+        }
+        // Never delete an interface of the node itself.
+        guard !pod.isSame(as: home) else { return }
+        let socket = try netlink { () throws(NetlinkError) in try pod.openSocket(returningTo: home) }
+        _ = try netlink { () throws(NetlinkError) in try socket.deleteLink(named: environment.ifname) }
+    }
+}

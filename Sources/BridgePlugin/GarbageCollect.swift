@@ -1,0 +1,36 @@
+import CNI
+import IPAM
+
+/// GC: releases every lease of this network whose attachment the runtime no longer lists.
+/// Keeps going past individual failures and reports them together.
+struct GarbageCollect {
+    let context: Context
+    init(_ context: Context) { self.context = context }
+
+    func run() throws(CNIError) {
+        try context.require(.v1_1_0, for: "GC")
+        let config = context.config
+        guard config.ipam.isBuiltIn else {
+            _ = try DelegatedPlugin(type: config.ipam.type, searchPath: context.environment.path, stdin: context.stdin).run(command: .gc)
+            return
+        }
+        let valid = config.validAttachments ?? []
+        let store: LeaseStore
+        let leases: [(ip: IPAddress, owner: LeaseOwner?)]
+        do {
+            store = try LeaseStore(dataDir: config.ipam.dataDir, network: config.name)
+            leases = try store.leases()
+        } catch { throw .store(error) }
+        var failures: [String] = []
+        for lease in leases {
+            let kept = lease.owner.map { owner in
+                valid.contains { $0.containerID == owner.containerID && (owner.ifname.isEmpty || $0.ifname == owner.ifname) }
+            } ?? false
+            if kept { continue }
+            do { try store.release(lease.ip) } catch { failures.append(error.description) }
+        }
+        if !failures.isEmpty {
+            throw CNIError(.ioFailure, "GC could not release \(failures.count) lease(s)", details: failures.joined(separator: "; "))
+        }
+    }
+}

@@ -1,0 +1,38 @@
+import CNI
+import IPAM
+import Netlink
+
+/// STATUS: whether an ADD could be served now: the lease directory is writable, some range set
+/// still has a free address, and the bridge name is free or a bridge.
+struct Status {
+    let context: Context
+    init(_ context: Context) { self.context = context }
+
+    func unavailable(_ msg: String, details: String = "") -> CNIError { CNIError(.notAvailable, msg, details: details) }
+
+    func run() throws(CNIError) {
+        try context.require(.v1_1_0, for: "STATUS")
+        let config = context.config
+        if config.ipam.isBuiltIn {
+            let store: LeaseStore
+            let leases: [(ip: IPAddress, owner: LeaseOwner?)]
+            do {
+                store = try LeaseStore(dataDir: config.ipam.dataDir, network: config.name)
+                try store.checkWritable()
+                leases = try store.leases()
+            } catch { throw unavailable("lease directory is not usable", details: error.description) }
+            for set in config.ipam.rangeSets {
+                let held = leases.filter { lease in set.ranges.contains { $0.isAssignable(lease.ip) } }.count
+                if UInt128(held) >= set.assignableCount {
+                    throw unavailable("no free address left in range \(set)", details: "\(held) addresses are leased")
+                }
+            }
+        } else {
+            _ = try DelegatedPlugin(type: config.ipam.type, searchPath: context.environment.path, stdin: context.stdin).run(command: .status)
+        }
+        let socket = try netlink { () throws(NetlinkError) in try NetlinkSocket() }
+        if let link = try netlink({ () throws(NetlinkError) in try socket.link(named: config.bridge) }), link.kind != "bridge" {
+            throw unavailable("\(config.bridge) exists but is not a bridge")
+        }
+    }
+}
