@@ -1,0 +1,116 @@
+import Testing
+import IPAM
+import JSON
+@testable import CNI
+
+func parse(_ text: String) throws(CNIError) -> NetworkConfig { try NetworkConfig.parse(Array(text.utf8)) }
+
+func code(of text: String) -> Int? {
+    do { _ = try parse(text); return nil } catch { return error.code }
+}
+
+let minimal = #"{"cniVersion":"1.1.0","name":"k8s-pod-network","type":"bridge-ipam","ipam":{"type":"host-local","subnet":"10.244.1.0/24"}}"#
+
+@Suite struct ConfigTests {
+    @Test func minimalConfigGetsTheReferenceDefaults() throws {
+        let c = try parse(minimal)
+        #expect(c.bridge == "cni0")
+        #expect(!c.isGateway)
+        #expect(c.ipam.dataDir == "/var/lib/cni/networks")
+        #expect(c.ipam.rangeSets.count == 1)
+        #expect(c.ipam.rangeSets[0].ranges[0].gateway?.description == "10.244.1.1")
+    }
+
+    @Test func isDefaultGatewayImpliesIsGateway() throws {
+        let c = try parse(#"{"cniVersion":"1.0.0","name":"n","ipam":{"type":"host-local","subnet":"10.244.1.0/24"},"isDefaultGateway":true}"#)
+        #expect(c.isGateway && c.isDefaultGateway)
+    }
+
+    @Test func rangesAndRoutesAreRead() throws {
+        let c = try parse(#"""
+        {"cniVersion":"1.1.0","name":"n","ipam":{"type":"host-local",
+         "ranges":[[{"subnet":"10.244.1.0/24","rangeStart":"10.244.1.10","rangeEnd":"10.244.1.20","gateway":"10.244.1.254"}],[{"subnet":"fd00::/64"}]],
+         "routes":[{"dst":"10.96.0.0/12"},{"dst":"0.0.0.0/0","gw":"10.244.1.254"}]}}
+        """#)
+        #expect(c.ipam.rangeSets.count == 2)
+        #expect(c.ipam.rangeSets[0].ranges[0].rangeStart.description == "10.244.1.10")
+        #expect(c.ipam.routes == [Route(dst: IPNetwork(cidr: "10.96.0.0/12")!), Route(dst: IPNetwork(cidr: "0.0.0.0/0")!, gw: IPAddress("10.244.1.254"))])
+    }
+
+    @Test func undecodableJSONIsCode6() {
+        #expect(code(of: "{not json") == 6)
+        #expect(code(of: "[]") == 6)
+    }
+
+    @Test func unsupportedVersionIsCode1() {
+        #expect(code(of: minimal.replacingVersion("2.0.0")) == 1)
+        #expect(code(of: minimal.replacingVersion("banana")) == 1)
+    }
+
+    @Test(arguments: [
+        #""subnet":"10.244.1.0/33""#, #""subnet":"10.244.1.5/24""#, #""subnet":"nonsense""#,
+        #""subnet":"10.244.1.0/24","rangeStart":"10.244.2.1""#, #""subnet":"10.244.1.0/24","gateway":"10.0.0.1""#,
+        #""ranges":[[{"subnet":"10.244.1.0/24"}],[{"subnet":"10.244.1.0/25"}]]"#, #""ranges":[]"#,
+        #""subnet":"10.244.1.0/24","routes":[{"dst":"x"}]"#, #""subnet":"10.244.1.0/24","dataDir":"relative/dir""#,
+    ])
+    func invalidIPAMIsCode7(_ ipamFields: String) {
+        let text = #"{"cniVersion":"1.1.0","name":"n","ipam":{"type":"host-local",\#(ipamFields)}}"#
+        #expect(code(of: text) == 7)
+    }
+
+    @Test(arguments: ["../etc", "a/b", "", ".hidden", "x y"])
+    func unsafeNetworkNamesAreCode7(_ name: String) {
+        #expect(code(of: #"{"cniVersion":"1.1.0","name":"\#(name)","ipam":{"type":"host-local","subnet":"10.244.1.0/24"}}"#) == 7)
+    }
+
+    @Test func wrongTypesAreCode7NamingTheField() {
+        do {
+            _ = try parse(#"{"cniVersion":"1.1.0","name":"n","isGateway":"yes","ipam":{"type":"host-local","subnet":"10.244.1.0/24"}}"#)
+            Issue.record("expected a failure")
+        } catch {
+            #expect(error.code == 7)
+            #expect(error.msg.contains("isGateway"))
+        }
+    }
+
+    @Test func errorMessagesNameTheNestedPath() {
+        do {
+            _ = try parse(#"{"cniVersion":"1.1.0","name":"n","ipam":{"type":"host-local","ranges":[[{"subnet":"10.244.1.0/24"},{"subnet":"bad"}]]}}"#)
+            Issue.record("expected a failure")
+        } catch {
+            #expect(error.msg.contains("ipam.ranges[0][1].subnet"))
+        }
+    }
+
+    @Test func missingIPAMOrBadBridgeNameIsCode7() {
+        #expect(code(of: #"{"cniVersion":"1.1.0","name":"n"}"#) == 7)
+        #expect(code(of: #"{"cniVersion":"1.1.0","name":"n","bridge":"this-name-is-far-too-long","ipam":{"type":"host-local","subnet":"10.244.1.0/24"}}"#) == 7)
+    }
+
+    @Test func ipMasqIsRefusedAsUnsupportedRatherThanIgnored() {
+        #expect(code(of: #"{"cniVersion":"1.1.0","name":"n","ipMasq":true,"ipam":{"type":"host-local","subnet":"10.244.1.0/24"}}"#) == 2)
+    }
+
+    @Test func otherIPAMTypesAreNotValidatedHere() throws {
+        let c = try parse(#"{"cniVersion":"1.1.0","name":"n","ipam":{"type":"dhcp"}}"#)
+        #expect(!c.ipam.isBuiltIn)
+    }
+
+    @Test func gcAttachmentsAreRead() throws {
+        let c = try parse(#"{"cniVersion":"1.1.0","name":"n","ipam":{"type":"host-local","subnet":"10.244.1.0/24"},"cni.dev/valid-attachments":[{"containerID":"a","ifname":"eth0"}]}"#)
+        #expect(c.validAttachments == [LeaseOwner(containerID: "a", ifname: "eth0")])
+    }
+
+    @Test func resolvConfIsParsed() {
+        let dns = DNS.parseResolvConf("# comment\nnameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local\noptions ndots:5\n")
+        #expect(dns.nameservers == ["10.96.0.10"])
+        #expect(dns.search == ["default.svc.cluster.local", "svc.cluster.local"])
+        #expect(dns.options == ["ndots:5"])
+    }
+}
+
+extension String {
+    func replacingVersion(_ v: String) -> String {
+        split(separator: "1.1.0", maxSplits: 1).joined(separator: v)
+    }
+}

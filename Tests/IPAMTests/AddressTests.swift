@@ -1,0 +1,68 @@
+import Testing
+@testable import IPAM
+
+@Suite struct AddressTests {
+    @Test func parsesAndFormatsIPv4AndIPv6() {
+        #expect(IPAddress("10.244.1.2") == .v4(0x0AF4_0102))
+        #expect(IPAddress("10.244.1.2")?.description == "10.244.1.2")
+        #expect(IPAddress("fd00::1")?.description == "fd00::1")
+        #expect(IPAddress("FD00:0:0::0001")?.description == "fd00::1")
+        #expect(IPAddress("10.244.1") == nil)
+        #expect(IPAddress("10.244.1.256") == nil)
+        #expect(IPAddress("hello") == nil)
+    }
+
+    @Test func networksKnowTheirBounds() throws {
+        let n = try #require(IPNetwork(cidr: "10.244.1.0/24"))
+        #expect(n.network.description == "10.244.1.0")
+        #expect(n.last.description == "10.244.1.255")
+        #expect(n.contains(IPAddress("10.244.1.77")!))
+        #expect(!n.contains(IPAddress("10.244.2.1")!))
+        #expect(IPNetwork(cidr: "10.244.1.5/24")?.isNetworkAddress == false)
+        #expect(IPNetwork(cidr: "10.244.1.0/33") == nil)
+        #expect(IPNetwork(cidr: "10.244.1.0") == nil)
+        #expect(IPNetwork(cidr: "fd00::/64")?.last.description == "fd00::ffff:ffff:ffff:ffff")
+    }
+
+    @Test func advancingStopsAtTheEndOfTheAddressSpace() {
+        #expect(IPAddress("255.255.255.255")!.advanced(by: 1) == nil)
+        #expect(IPAddress("10.0.0.255")!.advanced(by: 1)?.description == "10.0.1.0")
+    }
+}
+
+@Suite struct RangeTests {
+    func subnet(_ s: String) -> IPNetwork { IPNetwork(cidr: s)! }
+
+    @Test func defaultsFollowHostLocal() throws {
+        let r = try IPRange(subnet: subnet("10.244.1.0/24"))
+        #expect(r.rangeStart.description == "10.244.1.1")
+        #expect(r.rangeEnd.description == "10.244.1.254")
+        #expect(r.gateway?.description == "10.244.1.1")
+        #expect(!r.isAssignable(IPAddress("10.244.1.1")!))
+        #expect(r.isAssignable(IPAddress("10.244.1.2")!))
+    }
+
+    @Test func rejectsHostBitsSmallSubnetsAndOutsideBounds() {
+        #expect(throws: IPRange.Error.hostBitsSet(subnet("10.244.1.5/24"))) { try IPRange(subnet: subnet("10.244.1.5/24")) }
+        #expect(throws: IPRange.Error.tooSmall(subnet("10.244.1.0/31"))) { try IPRange(subnet: subnet("10.244.1.0/31")) }
+        #expect(throws: IPRange.Error.outsideSubnet(field: "rangeStart", IPAddress("10.244.2.1")!, subnet("10.244.1.0/24"))) {
+            try IPRange(subnet: subnet("10.244.1.0/24"), rangeStart: IPAddress("10.244.2.1"))
+        }
+        #expect(throws: IPRange.Error.startAfterEnd(IPAddress("10.244.1.9")!, IPAddress("10.244.1.3")!)) {
+            try IPRange(subnet: subnet("10.244.1.0/24"), rangeStart: IPAddress("10.244.1.9"), rangeEnd: IPAddress("10.244.1.3"))
+        }
+    }
+
+    @Test func rangeSetsRejectOverlapAndMixedFamilies() throws {
+        let a = try IPRange(subnet: subnet("10.244.1.0/24"))
+        let b = try IPRange(subnet: subnet("10.244.1.0/25"))
+        let v6 = try IPRange(subnet: subnet("fd00::/64"))
+        #expect(throws: RangeSet.Error.overlapping(a, b)) { try RangeSet([a, b]) }
+        #expect(throws: RangeSet.Error.mixedFamilies) { try RangeSet([a, v6]) }
+    }
+
+    @Test func assignableCountLeavesOutGatewayNetworkAndBroadcast() throws {
+        #expect(try RangeSet([IPRange(subnet: subnet("10.244.1.0/24"))]).assignableCount == 253)
+        #expect(try RangeSet([IPRange(subnet: subnet("10.244.1.0/29"))]).assignableCount == 5)
+    }
+}
