@@ -3,6 +3,7 @@ import PackageDescription
 
 // Layers, bottom up:
 //   CNetlinkShim  C: libmnl plus the few things Swift cannot call (macros, GNU-only setns)
+//   Addresses     IP addresses and networks, shared by the layers above
 //   Netlink       typed links / addresses / routes / sysctls / namespaces over libmnl
 //   JSON          a small JSON value type (keeps Foundation out of the plugin: ~0.6 ms per run)
 //   IPAM          host-local compatible allocation and on-disk leases; no netlink
@@ -19,14 +20,16 @@ let package = Package(
             name: "CNetlinkShim",
             linkerSettings: [.linkedLibrary("mnl")]
         ),
-        .target(name: "Netlink", dependencies: ["CNetlinkShim"]),
+        .target(name: "Addresses"),
+        .target(name: "Netlink", dependencies: ["CNetlinkShim", "Addresses"]),
         .target(name: "JSON"),
-        .target(name: "IPAM"),
-        .target(name: "CNI", dependencies: ["JSON", "IPAM"]),
-        .target(name: "BridgePlugin", dependencies: ["CNI", "IPAM", "JSON", "Netlink"]),
+        .target(name: "IPAM", dependencies: ["Addresses"]),
+        .target(name: "CNI", dependencies: ["Addresses", "JSON", "IPAM"]),
+        .target(name: "BridgePlugin", dependencies: ["Addresses", "CNI", "IPAM", "JSON", "Netlink"]),
         .executableTarget(name: "bridge-ipam", dependencies: ["BridgePlugin"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
-        .testTarget(name: "IPAMTests", dependencies: ["IPAM"]),
-        .testTarget(name: "CNITests", dependencies: ["CNI", "JSON", "IPAM"]),
+        .testTarget(name: "AddressesTests", dependencies: ["Addresses"]),
+        .testTarget(name: "IPAMTests", dependencies: ["Addresses", "IPAM"]),
+        .testTarget(name: "CNITests", dependencies: ["Addresses", "CNI", "JSON", "IPAM"]),
     ]
 )

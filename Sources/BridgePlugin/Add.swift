@@ -5,6 +5,7 @@ import CNI
 import IPAM
 import JSON
 import Netlink
+import Addresses
 
 /// ADD: a veth pair from the node bridge into the pod, an address from IPAM, routes, a result.
 /// Whatever this ADD creates (lease, veth) is removed again if a later step fails.

@@ -4,6 +4,7 @@ import Glibc
 import CNI
 import IPAM
 import Netlink
+import Addresses
 
 /// The node bridge: created when missing, brought up, and given the pods' gateway addresses.
 struct Bridge {

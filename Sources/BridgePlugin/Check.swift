@@ -1,6 +1,7 @@
 import CNI
 import IPAM
 import Netlink
+import Addresses
 
 /// CHECK: the attachment still looks as `prevResult` says: the pod interface with its MAC,
 /// addresses and routes, the lease, the bridge, and the host veth on it.

@@ -1,5 +1,6 @@
 import CNI
 import IPAM
+import Addresses
 
 /// GC: releases every lease of this network whose attachment the runtime no longer lists.
 /// Keeps going past individual failures and reports them together.

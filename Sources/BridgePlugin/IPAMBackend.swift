@@ -4,6 +4,7 @@ import Glibc
 import CNI
 import IPAM
 import JSON
+import Addresses
 
 /// What IPAM hands the plugin for one attachment.
 struct IPAMOutcome {

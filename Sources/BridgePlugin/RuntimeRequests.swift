@@ -2,6 +2,7 @@ import CNI
 import IPAM
 import JSON
 import Netlink
+import Addresses
 
 /// What the runtime asks of this attachment beyond the config: specific addresses and a MAC,
 /// from `runtimeConfig` (capabilities `ips`, `mac`) or `CNI_ARGS` (`IP=`, `MAC=`).

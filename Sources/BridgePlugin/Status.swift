@@ -1,6 +1,7 @@
 import CNI
 import IPAM
 import Netlink
+import Addresses
 
 /// STATUS: whether an ADD could be served now: the lease directory is writable, some range set
 /// still has a free address, and the bridge name is free or a bridge.

@@ -1,5 +1,6 @@
 import IPAM
 import JSON
+import Addresses
 
 /// Typed reads of config fields; each failure is a code 7 error naming the field's path,
 /// e.g. `ipam.ranges[0][1].subnet`.

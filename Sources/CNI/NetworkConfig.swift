@@ -1,5 +1,6 @@
 import IPAM
 import JSON
+import Addresses
 
 /// The plugin's configuration: the network config object the runtime sends on stdin, validated.
 public struct NetworkConfig: Sendable {

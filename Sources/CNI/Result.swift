@@ -1,5 +1,6 @@
 import IPAM
 import JSON
+import Addresses
 
 /// An ADD result, written in the format of the config's `cniVersion`.
 public struct CNIResult: Equatable, Sendable {

@@ -1,3 +1,4 @@
+import Addresses
 /// Hands out addresses from range sets, host-local style: round robin after the last address
 /// handed out, never the gateway, network or broadcast address, one address per range set.
 ///

@@ -1,3 +1,4 @@
+import Addresses
 /// One allocation range inside a subnet, as host-local's `ranges` entries describe it.
 public struct IPRange: Equatable, Sendable, CustomStringConvertible {
     public let subnet: IPNetwork

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Addresses
 
 /// Who holds an address: the lease file's content.
 public struct LeaseOwner: Hashable, Sendable {

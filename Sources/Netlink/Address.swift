@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import CNetlinkShim
-import IPAM
+import Addresses
 
 /// An address assigned to an interface.
 public struct InterfaceAddress: Sendable, Equatable {

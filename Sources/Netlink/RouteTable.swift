@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import CNetlinkShim
-import IPAM
+import Addresses
 
 /// A route in a routing table.
 public struct RouteEntry: Sendable, Equatable {

@@ -2,6 +2,7 @@ import Testing
 import IPAM
 import JSON
 @testable import CNI
+import Addresses
 
 func parse(_ text: String) throws(CNIError) -> NetworkConfig { try NetworkConfig.parse(Array(text.utf8)) }
 

@@ -2,6 +2,7 @@ import Testing
 import IPAM
 import JSON
 @testable import CNI
+import Addresses
 
 @Suite struct ResultTests {
     var result: CNIResult {

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Testing
 @testable import IPAM
+import Addresses
 
 /// A fresh data directory per test, removed afterwards.
 final class TemporaryDataDir {

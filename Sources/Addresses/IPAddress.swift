@@ -86,7 +86,7 @@ public enum IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible {
     }
 
     /// Number of addresses from `self` to `other` inclusive, saturating; same family only.
-    func count(through other: IPAddress) -> UInt128 {
+    public func count(through other: IPAddress) -> UInt128 {
         switch (self, other) {
         case (.v4(let a), .v4(let b)): return b >= a ? UInt128(b - a) + 1 : 0
         case (.v6(let a), .v6(let b)): return b >= a ? (b - a == UInt128.max ? UInt128.max : b - a + 1) : 0
