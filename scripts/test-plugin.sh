@@ -23,7 +23,9 @@ snapshot() {
         ip netns exec "$RUN-$NODE" ip -o addr show | awk '{print $2, $4}'
         ip netns exec "$RUN-$NODE" ip route show
         ip netns exec "$RUN-$NODE" cat /proc/sys/net/ipv4/ip_forward
-        if [ -d "$LEASES" ]; then for f in "$LEASES"/*; do [ -f "$f" ] && echo "$f $(cat "$f")"; done; fi
+        if [ -d "$LEASES" ]; then for f in "$LEASES"/*; do
+            [ -f "$f" ] && [ "$f" != "${SKIP_CURSOR:+$LEASES/last_reserved_ip.0}" ] && echo "$f $(cat "$f")"
+        done; fi
         local p
         for p in $(ip netns list | awk '{print $1}' | grep "^$RUN-pod"); do echo "$p $(ip netns exec "$p" ip -o link show | awk '{print $2}' | tr '\n' ' ')"; done
     } | sort
@@ -105,21 +107,26 @@ expect_error "CNI_NETNS that does not exist" 106 "/run/netns/$RUN-nonexistent" e
 expect_error "CNI_NETNS that is the node's own namespace" 106 "/proc/self/ns/net" eth0 "$CONF"
 expect_error "CNI_IFNAME that already exists in the pod" 101 "/run/netns/$RUN-pod1" eth0 "$CONF"
 expect_error "requested IP that another pod holds" 104 "$PODX" eth0 "$CONF" CNI_ARGS="IgnoreUnknown=1;IP=${IP[1]}"
-expect_error "exhausted range, named in the message" 100 "$PODX" eth0 \
-    "$(conf tiny 10.244.9.0/24 '"bridge":"cni9"' '"rangeStart":"10.244.9.10","rangeEnd":"10.244.9.10"' | sed 's/"bridge":"cni0",//')" CNI_CONTAINERID=holder
-ip netns exec $RUN-$NODE ip link add notabridge type dummy
+TINY=$(conf tiny 10.244.9.0/24 '' '"rangeStart":"10.244.9.10","rangeEnd":"10.244.9.10"' | sed 's/"bridge":"cni0"/"bridge":"cni9"/')
+new_ns holder
+cni $NODE ADD holder /run/netns/$RUN-holder eth0 "$TINY" >/dev/null
+expect_error "exhausted range, named in the message" 100 "$PODX" eth0 "$TINY"
+ip netns exec $RUN-$NODE ip link add notabridge type veth peer name notabridge-peer
 expect_error "bridge name taken by a device that is not a bridge" 103 "$PODX" eth0 "$(conf podnet $SUBNET | sed 's/"cni0"/"notabridge"/')"
 ip netns exec $RUN-$NODE ip link del notabridge
 
 echo "== Rollback after a failure half-way through ADD"
 # A route whose gateway is not on the pod's network fails in the kernel after the lease and the
-# veth pair exist: both must be gone afterwards.
+# veth pair exist: both must be gone afterwards. (The round-robin cursor last_reserved_ip may move
+# on, as host-local's does: it is a hint, not a lease.)
+export SKIP_CURSOR=1
 before=$(snapshot)
 out=$(cni $NODE ADD ctr-x "$PODX" eth0 "$(conf podnet $SUBNET '' '"routes":[{"dst":"192.0.2.0/24","gw":"198.51.100.1"}]')")
 rc=$?
 after=$(snapshot)
-check "ADD that fails in the pod reports a netlink error" test "$rc:$(jq -r .code <<<"$out")" = "1:102"
+check "ADD that fails in the pod reports a netlink error ($(jq -r .details <<<"$out"))" test "$rc:$(jq -r .code <<<"$out")" = "1:102"
 check "...and leaves no veth, lease or pod interface behind" test "$before" = "$after"
+unset SKIP_CURSOR
 
 echo "== Requested address and MAC"
 out=$(cni $NODE ADD ctr-x "$PODX" eth0 "$(jq -c '. + {runtimeConfig: {mac: "02:42:0a:f4:01:63"}}' <<<"$CONF")" CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAME=x;IP=10.244.1.99")
@@ -156,15 +163,17 @@ check "...keeps the lease of a listed attachment" test -e "$LEASES/${IP[1]}"
 check "...and releases the lease of an unlisted one" bash -c "! grep -rl ctr-g '$LEASES' >/dev/null 2>&1"
 cni $NODE DEL ctr-g /run/netns/$RUN-podg eth0 "$CONF" >/dev/null
 check "STATUS succeeds when addresses are free" cni $NODE STATUS "" "" "" "$CONF"
-tiny=$(conf tiny 10.244.9.0/24 '' '"rangeStart":"10.244.9.10","rangeEnd":"10.244.9.10"' | sed 's/"bridge":"cni0"/"bridge":"cni9"/')
-out=$(cni $NODE STATUS "" "" "" "$tiny")
+out=$(cni $NODE STATUS "" "" "" "$TINY")
 check "STATUS is code 50 when the range is exhausted" test "$(jq -r .code <<<"$out")" = 50
+cni $NODE DEL holder /run/netns/$RUN-holder eth0 "$TINY" >/dev/null
+check "STATUS succeeds again once the address is released" cni $NODE STATUS "" "" "" "$TINY"
 out=$(cni $NODE GC "" "" "" "$(conf podnet $SUBNET '' '' 1.0.0)")
 check "GC under cniVersion 1.0.0 is refused with code 1" test "$(jq -r .code <<<"$out")" = 1
 rm -rf "$DATA_DIR/tiny"
 
 echo "== Delegated IPAM (the reference static plugin through CNI_PATH)"
-static_conf=$(jq -c '.ipam = {type: "static", addresses: [{address: "10.244.1.77/24", gateway: "10.244.1.1"}]}' <<<"$CONF")
+# Debian's reference plugins speak CNI up to 1.0.0.
+static_conf=$(jq -c '.cniVersion = "1.0.0" | .ipam = {type: "static", addresses: [{address: "10.244.1.77/24", gateway: "10.244.1.1"}]}' <<<"$CONF")
 out=$(cni $NODE ADD ctr-s "$PODX" eth0 "$static_conf")
 check "ADD with ipam type static gets the static address" test "$(jq -r '.ips[0].address' <<<"$out")" = "10.244.1.77/24"
 check "...which is reachable from the node" ping_ok $NODE 10.244.1.77

@@ -38,12 +38,14 @@ struct Add {
             throw interfaceExists()
         }
 
+        let bridgeControl = Bridge(socket: node, config: config)
+        let existingBridge = try bridgeControl.inspect()
+
         let ipam = context.ipam
         let outcome = try ipam.add(owner: context.owner, requested: requests.addresses)
         var hostVeth: String?
         do throws(CNIError) {
-            let bridgeControl = Bridge(socket: node, config: config)
-            let bridge = try bridgeControl.ensure()
+            let bridge = try bridgeControl.ensure(existing: existingBridge)
             if config.isGateway {
                 try bridgeControl.ensureGateways(outcome.ips.compactMap { ip in
                     ip.gateway.flatMap { IPNetwork(address: $0, prefixLength: ip.address.prefixLength) }

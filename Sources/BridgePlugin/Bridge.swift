@@ -11,30 +11,35 @@ struct Bridge {
     let socket: NetlinkSocket
     let config: NetworkConfig
 
-    /// The bridge as it is after making sure it exists, is a bridge and is up.
-    func ensure() throws(CNIError) -> Link {
-        let name = config.bridge
-        if let link = try netlink({ () throws(NetlinkError) in try socket.link(named: name) }) {
-            return try repair(link)
+    /// The bridge if it exists, refusing a device of that name that is not a bridge. Read-only:
+    /// ADD calls it before allocating, so a misnamed bridge changes nothing on the node.
+    func inspect() throws(CNIError) -> Link? {
+        guard let link = try netlink({ () throws(NetlinkError) in try socket.link(named: config.bridge) }) else { return nil }
+        guard link.kind == "bridge" else {
+            throw CNIError(.bridgeConflict, "\(link.name) exists but is not a bridge (it is \(link.kind.map { "a \($0)" } ?? "a device without link kind"))",
+                           details: "set \"bridge\" in the config to another name, or remove \(link.name)")
         }
+        return link
+    }
+
+    /// The bridge after making sure it exists and is up (and promiscuous with `promiscMode`).
+    /// `existing` is what `inspect` found.
+    func ensure(existing: Link?) throws(CNIError) -> Link {
+        if let existing { return try repair(existing) }
         do {
-            try socket.createBridge(name: name, mac: .random(), mtu: config.mtu.map(UInt32.init))
+            try socket.createBridge(name: config.bridge, mac: .random(), mtu: config.mtu.map(UInt32.init))
         } catch where error.isExists {
             // Another ADD created it between our look-up and our request: use theirs.
         } catch {
             throw .netlink(error)
         }
-        guard let link = try netlink({ () throws(NetlinkError) in try socket.link(named: name) }) else {
-            throw CNIError(.bridgeConflict, "bridge \(name) vanished right after it was created")
+        guard let link = try inspect() else {
+            throw CNIError(.bridgeConflict, "bridge \(config.bridge) vanished right after it was created")
         }
         return try repair(link)
     }
 
     private func repair(_ link: Link) throws(CNIError) -> Link {
-        guard link.kind == "bridge" else {
-            throw CNIError(.bridgeConflict, "\(link.name) exists but is not a bridge (it is \(link.kind.map { "a \($0)" } ?? "a device without link kind"))",
-                           details: "set \"bridge\" in the config to another name, or remove \(link.name)")
-        }
         let wantPromiscuous = config.promiscMode && !link.isPromiscuous
         if !link.isUp || wantPromiscuous {
             try netlink { () throws(NetlinkError) in
