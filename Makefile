@@ -1,0 +1,52 @@
+# bridge-ipam: build, test, demo, benchmark and install.
+# `make test` and `make demo` install their own Debian packages (as root) on first use.
+
+SWIFT          ?= swift
+DESTDIR        ?=
+BINDIR         ?= /opt/cni/bin
+CONFDIR        ?= /etc/cni/net.d
+RELEASE_BIN    := .build/release/bridge-ipam
+
+# Build: libmnl. Tests, demo and bench: namespaces, ping, jq, the reference plugins, python3.
+BUILD_DEPS     := libmnl-dev pkg-config
+RUN_DEPS       := iproute2 iputils-ping jq containernetworking-plugins python3 procps
+
+.PHONY: all build deps unit-test integration-test test demo bench install uninstall clean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(BUILD_DEPS) $(RUN_DEPS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# Release builds link the Swift runtime statically, so the binary runs on nodes without Swift
+# (it needs only glibc and libmnl0).
+build: deps
+	$(SWIFT) build -c release --static-swift-stdlib
+
+unit-test: deps
+	$(SWIFT) test
+
+integration-test: build
+	bash scripts/test-plugin.sh
+
+test: unit-test integration-test
+
+demo: build
+	bash scripts/demo.sh
+
+bench: build
+	bash scripts/bench.sh
+
+install: build
+	install -D -m 0755 $(RELEASE_BIN) $(DESTDIR)$(BINDIR)/bridge-ipam
+	install -D -m 0644 conf/10-bridge-ipam.conflist $(DESTDIR)$(CONFDIR)/10-bridge-ipam.conflist
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/bridge-ipam $(DESTDIR)$(CONFDIR)/10-bridge-ipam.conflist
+
+clean:
+	rm -rf .build

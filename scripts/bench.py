@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""bridge-ipam against the reference bridge + host-local, side by side, interleaved.
+
+Runs inside the node namespace (scripts/bench.sh puts it there and creates the pod namespaces).
+Each plugin invocation is timed as a whole process, from spawn to exit (wait4), and its peak RSS
+read from the same wait4. Rows alternate ours/reference so machine drift hits both alike.
+"""
+import concurrent.futures
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+RUN, PLUGIN_DIR, DATA_DIR, OUT = sys.argv[1:5]
+RUNS = int(os.environ.get("BENCH_RUNS", "40"))
+BURST = int(os.environ.get("BENCH_BURST", "200"))
+
+PLUGINS = {
+    "bridge-ipam": ("bridge-ipam", "cni0", "10.244.0.0/16"),
+    "reference": ("bridge", "cni1", "10.245.0.0/16"),
+}
+
+
+def config(which, subnet=None, version=None):
+    plugin_type, bridge, default_subnet = PLUGINS[which]
+    return json.dumps({
+        # Debian's reference plugins speak up to 1.0.0; both get the same version.
+        "cniVersion": version or "1.0.0", "name": f"bench-{which}", "type": plugin_type, "bridge": bridge,
+        "isGateway": True, "isDefaultGateway": True,
+        "ipam": {"type": "host-local", "subnet": subnet or default_subnet, "dataDir": DATA_DIR},
+    }).encode()
+
+
+def invoke(which, command, container, netns, conf=None):
+    """Runs one plugin process; returns (seconds, peak RSS KiB)."""
+    env = {"CNI_COMMAND": command, "CNI_CONTAINERID": container, "CNI_NETNS": netns,
+           "CNI_IFNAME": "eth0", "CNI_PATH": PLUGIN_DIR, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    binary = os.path.join(PLUGIN_DIR, PLUGINS[which][0])
+    start = time.perf_counter()
+    proc = subprocess.Popen([binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    out, _ = proc.communicate(conf or config(which))
+    _, status, usage = os.wait4(proc.pid, 0) if proc.returncode is None else (0, 0, None)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{which} {command} {container} failed: {out.decode()}")
+    return elapsed, (usage.ru_maxrss if usage else 0)
+
+
+def invoke_rss(which, command, container, netns, conf=None):
+    """Like invoke, but with peak RSS from a wait4 on the child itself."""
+    env = {"CNI_COMMAND": command, "CNI_CONTAINERID": container, "CNI_NETNS": netns,
+           "CNI_IFNAME": "eth0", "CNI_PATH": PLUGIN_DIR, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    binary = os.path.join(PLUGIN_DIR, PLUGINS[which][0])
+    r_in, w_in = os.pipe()
+    r_out, w_out = os.pipe()
+    data = conf or config(which)
+    start = time.perf_counter()
+    pid = os.posix_spawn(binary, [binary], env, file_actions=[
+        (os.POSIX_SPAWN_DUP2, r_in, 0), (os.POSIX_SPAWN_DUP2, w_out, 1),
+        (os.POSIX_SPAWN_CLOSE, w_in), (os.POSIX_SPAWN_CLOSE, r_out)])
+    os.close(r_in)
+    os.close(w_out)
+    os.write(w_in, data)
+    os.close(w_in)
+    chunks = []
+    while True:
+        chunk = os.read(r_out, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(r_out)
+    _, status, usage = os.wait4(pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{which} {command} {container} failed: {b''.join(chunks).decode()}")
+    return elapsed, usage.ru_maxrss
+
+
+def pod(i):
+    return f"/run/netns/{RUN}-p{i}"
+
+
+def stats(samples):
+    s = sorted(samples)
+    return statistics.median(s), s[min(len(s) - 1, int(round(0.9 * (len(s) - 1))))]
+
+
+rows = []
+
+
+def row(name, ours, ref, unit="ms", lower_is_better=True):
+    ratio = ours / ref if ref else float("nan")
+    rows.append((name, ours, ref, ratio, unit))
+    print(f"  {name:<44} {ours:>9.2f} {ref:>9.2f} {unit:<4} ratio {ratio:.2f}", flush=True)
+
+
+def single_operations():
+    samples = {w: {"ADD": [], "DEL": [], "CYCLE": [], "RSS_ADD": [], "RSS_DEL": []} for w in PLUGINS}
+    for i in range(RUNS):
+        for which in (("bridge-ipam", "reference") if i % 2 == 0 else ("reference", "bridge-ipam")):
+            netns = pod(i if which == "bridge-ipam" else RUNS + i)
+            add, rss_add = invoke_rss(which, "ADD", f"single-{i}", netns)
+            delete, rss_del = invoke_rss(which, "DEL", f"single-{i}", netns)
+            s = samples[which]
+            s["ADD"].append(add * 1000)
+            s["DEL"].append(delete * 1000)
+            s["CYCLE"].append((add + delete) * 1000)
+            s["RSS_ADD"].append(rss_add / 1024)
+            s["RSS_DEL"].append(rss_del / 1024)
+    for op, label in (("ADD", "ADD"), ("DEL", "DEL"), ("CYCLE", "ADD+DEL cycle")):
+        (om, op90), (rm, rp90) = stats(samples["bridge-ipam"][op]), stats(samples["reference"][op])
+        row(f"{label} median ({RUNS} runs)", om, rm)
+        row(f"{label} p90", op90, rp90)
+    row("peak RSS, ADD (plugin process)", max(samples["bridge-ipam"]["RSS_ADD"]), max(samples["reference"]["RSS_ADD"]), "MiB")
+    row("peak RSS, DEL (plugin process)", max(samples["bridge-ipam"]["RSS_DEL"]), max(samples["reference"]["RSS_DEL"]), "MiB")
+
+
+def fill_leases(which, count):
+    """Writes `count` leases of other containers in host-local's layout, from the top of the range down."""
+    directory = os.path.join(DATA_DIR, f"bench-{which}")
+    os.makedirs(directory, exist_ok=True)
+    base = PLUGINS[which][2].split(".")[:2]
+    for n in range(count):
+        ip = f"{base[0]}.{base[1]}.{200 - n // 250}.{1 + n % 250}"
+        with open(os.path.join(directory, ip), "w") as f:
+            f.write(f"filler-{n}\r\neth0")
+
+
+def clear_fillers(which):
+    directory = os.path.join(DATA_DIR, f"bench-{which}")
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        with open(path, "rb") as f:
+            if f.read().startswith(b"filler-"):
+                os.unlink(path)
+
+
+def occupancy():
+    result = {}
+    for held in (0, 100, 250):
+        for which in PLUGINS:
+            fill_leases(which, held)
+        times = {w: [] for w in PLUGINS}
+        for i in range(RUNS // 2):
+            for which in (("bridge-ipam", "reference") if i % 2 == 0 else ("reference", "bridge-ipam")):
+                netns = pod(i if which == "bridge-ipam" else RUNS + i)
+                add, _ = invoke_rss(which, "ADD", f"occ-{held}-{i}", netns)
+                invoke_rss(which, "DEL", f"occ-{held}-{i}", netns)
+                times[which].append(add * 1000)
+        for which in PLUGINS:
+            clear_fillers(which)
+        result[held] = {w: statistics.median(t) for w, t in times.items()}
+        row(f"ADD median with {held} leases held", result[held]["bridge-ipam"], result[held]["reference"])
+    row("ADD at 250 leases / ADD at 0 leases", result[250]["bridge-ipam"] / result[0]["bridge-ipam"],
+        result[250]["reference"] / result[0]["reference"], "x")
+
+
+def burst():
+    for phase in ("ADD", "DEL"):
+        totals = {}
+        for which in (("bridge-ipam", "reference") if phase == "ADD" else ("reference", "bridge-ipam")):
+            offset = 0 if which == "bridge-ipam" else BURST
+            start = time.perf_counter()
+            with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(lambda i: invoke(which, phase, f"burst-{i}", f"/run/netns/{RUN}-b{offset + i}"), range(BURST)))
+            totals[which] = time.perf_counter() - start
+        row(f"burst of {BURST} {phase}s, 8 at a time: pods/s", BURST / totals["bridge-ipam"], BURST / totals["reference"], "/s")
+        if phase == "ADD":
+            for which in PLUGINS:
+                directory = os.path.join(DATA_DIR, f"bench-{which}")
+                leases = [n for n in os.listdir(directory) if n[0].isdigit()]
+                owners = []
+                for n in leases:
+                    with open(os.path.join(directory, n), "rb") as f:
+                        owners.append(f.read().split(b"\r\n")[0])
+                if len(leases) != BURST or len(set(owners)) != BURST:
+                    raise SystemExit(f"{which}: {len(leases)} leases for {BURST} pods, {len(set(owners))} owners: duplicate or lost")
+    for which in PLUGINS:
+        directory = os.path.join(DATA_DIR, f"bench-{which}")
+        left = [n for n in os.listdir(directory) if n[0].isdigit()]
+        if left:
+            raise SystemExit(f"{which}: leases left after the burst DEL: {left[:5]}")
+    print("  burst: no address handed out twice, no lease left behind", flush=True)
+
+
+if __name__ == "__main__":
+    print(f"{'':<46} {'ours':>9} {'reference':>9}", flush=True)
+    single_operations()
+    occupancy()
+    burst()
+    with open(OUT, "w") as f:
+        f.write("| measurement | bridge-ipam | reference | unit | ratio |\n|---|---:|---:|---|---:|\n")
+        for name, ours, ref, ratio, unit in rows:
+            f.write(f"| {name} | {ours:.2f} | {ref:.2f} | {unit} | {ratio:.2f} |\n")

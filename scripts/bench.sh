@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# make bench: bridge-ipam against the reference bridge + host-local (Debian's
+# containernetworking-plugins), interleaved in one run, inside namespaces of its own.
+source "$(dirname "$0")/lib.sh"
+setup_run
+RUNS=${BENCH_RUNS:-40}
+BURST=${BENCH_BURST:-200}
+OUT=${BENCH_OUT:-$REPO/bench/RESULTS.md}
+
+new_ns node
+echo "creating $((2 * RUNS + 2 * BURST)) pod namespaces..."
+for i in $(seq 0 $((2 * RUNS - 1))); do ip netns add $RUN-p$i; done
+for i in $(seq 0 $((2 * BURST - 1))); do ip netns add $RUN-b$i; done
+mkdir -p "$(dirname "$OUT")"
+{
+    echo "# make bench"
+    echo
+    echo "$(date -u +%Y-%m-%d), $(nproc) cores, kernel $(uname -r), inside a node namespace."
+    echo "Reference: Debian containernetworking-plugins $(dpkg-query -W -f='${Version}' containernetworking-plugins 2>/dev/null) (bridge + host-local)."
+    echo "Whole-process wall time from spawn to exit; peak RSS from wait4 of the plugin process"
+    echo "(the reference's host-local runs as a child of bridge and is not included in its RSS)."
+    echo
+} >"$OUT.head"
+ip netns exec $RUN-node python3 "$REPO/scripts/bench.py" "$RUN" "$PLUGIN_DIR" "$DATA_DIR" "$OUT.table" || exit 1
+cat "$OUT.head" "$OUT.table" >"$OUT"
+rm -f "$OUT.head" "$OUT.table"
+echo
+echo "written to ${OUT#$REPO/}"
