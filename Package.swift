@@ -9,7 +9,8 @@ import PackageDescription
 //   IPAM          host-local compatible allocation and on-disk leases; no netlink
 //   CNI           the spec's environment, config, result and error types
 //   BridgePlugin  ADD / DEL / CHECK / VERSION / GC / STATUS
-//   bridge-ipam   a thin main
+//   ClusterRoutes `bridge-ipam routes sync`: one route per other node's pod subnet
+//   bridge-ipam   a thin main: the CNI plugin, or the node command when given arguments
 let package = Package(
     name: "bridge-ipam",
     products: [
@@ -26,10 +27,12 @@ let package = Package(
         .target(name: "IPAM", dependencies: ["Addresses"]),
         .target(name: "CNI", dependencies: ["Addresses", "JSON", "IPAM"]),
         .target(name: "BridgePlugin", dependencies: ["Addresses", "CNI", "IPAM", "JSON", "Netlink"]),
-        .executableTarget(name: "bridge-ipam", dependencies: ["BridgePlugin"]),
+        .target(name: "ClusterRoutes", dependencies: ["Addresses", "JSON", "Netlink"]),
+        .executableTarget(name: "bridge-ipam", dependencies: ["BridgePlugin", "ClusterRoutes"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "AddressesTests", dependencies: ["Addresses"]),
         .testTarget(name: "IPAMTests", dependencies: ["Addresses", "IPAM"]),
+        .testTarget(name: "ClusterRoutesTests", dependencies: ["Addresses", "ClusterRoutes"]),
         .testTarget(name: "CNITests", dependencies: ["Addresses", "CNI", "JSON", "IPAM"]),
     ]
 )

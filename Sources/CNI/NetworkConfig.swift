@@ -111,6 +111,8 @@ public struct IPAMConfig: Sendable {
     public var routes: [Route]
     public var dataDir: String
     public var resolvConf: String?
+    /// The whole cluster's pod network (e.g. 10.244.0.0/16); the node's subnet must lie inside it.
+    public var clusterCIDR: IPNetwork?
 
     public static let builtInType = "host-local"
     public static let defaultDataDir = "/var/lib/cni/networks"
@@ -119,7 +121,7 @@ public struct IPAMConfig: Sendable {
 
     static func parse(_ fields: ConfigFields) throws(CNIError) -> IPAMConfig {
         let type = try fields.requiredString("type")
-        var config = IPAMConfig(type: type, rangeSets: [], routes: [], dataDir: defaultDataDir, resolvConf: nil)
+        var config = IPAMConfig(type: type, rangeSets: [], routes: [], dataDir: defaultDataDir, resolvConf: nil, clusterCIDR: nil)
         guard config.isBuiltIn else { return config }
 
         config.dataDir = try fields.string("dataDir") ?? defaultDataDir
@@ -144,9 +146,29 @@ public struct IPAMConfig: Sendable {
                 config.rangeSets.append(try rangeSet(ranges, fields, key: "ranges[\(i)]"))
             }
         }
-        guard !config.rangeSets.isEmpty else {
-            throw fields.invalid("subnet", "or ipam.ranges is required (e.g. \"subnet\": \"10.244.1.0/24\")")
+        var clusterCIDR = try fields.cidr("clusterCIDR")
+        if let path = try fields.string("subnetFile") {
+            guard config.rangeSets.isEmpty else { throw fields.invalid("subnetFile", "cannot be combined with subnet or ranges") }
+            let node = try NodeSubnet.read(path, field: fields.name("subnetFile"))
+            let range: IPRange
+            do { range = try IPRange(subnet: node.subnet, gateway: node.gateway) } catch {
+                throw fields.invalid("subnetFile", "\(path): \(error)")
+            }
+            config.rangeSets.append(try rangeSet([range], fields, key: "subnetFile"))
+            clusterCIDR = clusterCIDR ?? node.clusterCIDR
         }
+        guard !config.rangeSets.isEmpty else {
+            throw fields.invalid("subnet", "or ipam.ranges or ipam.subnetFile is required (e.g. \"subnet\": \"10.244.1.0/24\")")
+        }
+        if let cluster = clusterCIDR {
+            guard cluster.isNetworkAddress else { throw fields.invalid("clusterCIDR", "\(cluster) has host bits set") }
+            for set in config.rangeSets where set.family == cluster.address.family {
+                for range in set.ranges where !(cluster.contains(range.subnet.network) && cluster.prefixLength <= range.subnet.prefixLength) {
+                    throw fields.invalid("clusterCIDR", "\(cluster) does not contain the node's pod subnet \(range.subnet)")
+                }
+            }
+        }
+        config.clusterCIDR = clusterCIDR
         for i in config.rangeSets.indices { for j in config.rangeSets.indices where j > i && config.rangeSets[i].overlaps(config.rangeSets[j]) {
             throw fields.invalid("ranges", "range sets \(config.rangeSets[i]) and \(config.rangeSets[j]) overlap")
         } }

@@ -64,8 +64,10 @@ extension NetlinkSocket {
         }
     }
 
-    public func deleteRoute(_ route: RouteEntry) throws(NetlinkError) {
-        try execute("delete route \(route.destination)", type: UInt16(RTM_DELROUTE), tolerate: [ESRCH]) { m in
+    /// Adds the RTM_DELROUTE request for `route` to a batch. The kernel matches the protocol
+    /// too, so a route of another owner to the same destination is left alone.
+    public static func deleteRoute(_ route: RouteEntry, to batch: inout Batch) {
+        batch.add("delete route \(route.destination)", type: UInt16(RTM_DELROUTE)) { m in
             m.put(header: rtmsg(rtm_family: family(of: route.destination.address), rtm_dst_len: UInt8(route.destination.prefixLength),
                                 rtm_src_len: 0, rtm_tos: 0, rtm_table: UInt8(truncatingIfNeeded: min(route.table, 255)),
                                 rtm_protocol: route.routeProtocol, rtm_scope: UInt8(RT_SCOPE_NOWHERE.rawValue),
@@ -74,5 +76,9 @@ extension NetlinkSocket {
             if route.destination.prefixLength > 0 { m.put(UInt16(RTA_DST.rawValue), bytes: route.destination.network.bytes) }
             if let gateway = route.gateway { m.put(UInt16(RTA_GATEWAY.rawValue), bytes: gateway.bytes) }
         }
+    }
+
+    public func deleteRoute(_ route: RouteEntry) throws(NetlinkError) {
+        try batch(tolerate: [ESRCH]) { NetlinkSocket.deleteRoute(route, to: &$0) }
     }
 }

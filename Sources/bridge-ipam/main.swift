@@ -2,6 +2,17 @@
 import Glibc
 #endif
 import BridgePlugin
+import ClusterRoutes
+
+// With arguments, the binary is the node tool (`bridge-ipam routes sync ...`); runtimes call the
+// CNI plugin without any.
+let arguments = CommandLine.arguments.dropFirst()
+if arguments.first == "routes" {
+    exit(RoutesCommand.run(Array(arguments.dropFirst())))
+} else if let first = arguments.first {
+    writeError("bridge-ipam: unknown command \(first)\n\(RoutesCommand.usage)\n")
+    exit(2)
+}
 
 /// Reads all of stdin (the network configuration).
 func readStandardInput() -> [UInt8] {

@@ -115,3 +115,38 @@ extension String {
         split(separator: "1.1.0", maxSplits: 1).joined(separator: v)
     }
 }
+
+@Suite struct NodeSubnetTests {
+    @Test func flannelSubnetEnvGivesSubnetGatewayAndClusterCIDR() throws {
+        let node = try NodeSubnet.parse("FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n")
+        #expect(node.subnet.description == "10.244.1.0/24")
+        #expect(node.gateway?.description == "10.244.1.1")
+        #expect(node.clusterCIDR?.description == "10.244.0.0/16")
+    }
+
+    @Test func aBarePodCIDRLineIsTheSubnet() throws {
+        let node = try NodeSubnet.parse("10.244.2.0/24\n")
+        #expect(node.subnet.description == "10.244.2.0/24")
+        #expect(node.gateway == nil)
+    }
+
+    @Test func garbageIsRejected() {
+        #expect(throws: NodeSubnet.ParseError.noSubnet) { try NodeSubnet.parse("# nothing\n") }
+        #expect(throws: NodeSubnet.ParseError.invalid(key: "FLANNEL_SUBNET", value: "x")) { try NodeSubnet.parse("FLANNEL_SUBNET=x") }
+    }
+
+    @Test func aMissingSubnetFileIsCode7NamingIt() {
+        do {
+            _ = try parse(#"{"cniVersion":"1.1.0","name":"n","ipam":{"type":"host-local","subnetFile":"/nonexistent/subnet.env"}}"#)
+            Issue.record("expected a failure")
+        } catch {
+            #expect(error.code == 7)
+            #expect(error.msg.contains("/nonexistent/subnet.env"))
+        }
+    }
+
+    @Test func aSubnetOutsideTheClusterCIDRIsCode7() {
+        #expect(code(of: #"{"cniVersion":"1.1.0","name":"n","ipam":{"type":"host-local","subnet":"10.245.1.0/24","clusterCIDR":"10.244.0.0/16"}}"#) == 7)
+        #expect(code(of: #"{"cniVersion":"1.1.0","name":"n","ipam":{"type":"host-local","subnet":"10.244.1.0/24","clusterCIDR":"10.244.0.0/16"}}"#) == nil)
+    }
+}

@@ -1,0 +1,85 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Addresses
+
+/// The node's pod subnet as the node's provisioner writes it, so that one conflist serves every
+/// node. Two formats:
+///
+/// - flannel's `subnet.env`: `FLANNEL_SUBNET=10.244.1.1/24` (the gateway with the subnet's
+///   prefix) and optionally `FLANNEL_NETWORK=10.244.0.0/16` (the cluster CIDR);
+/// - a bare CIDR on a line of its own, e.g. the node's `spec.podCIDR` written by a DaemonSet.
+public struct NodeSubnet: Equatable, Sendable {
+    public var subnet: IPNetwork
+    public var gateway: IPAddress?
+    public var clusterCIDR: IPNetwork?
+
+    /// Why a subnet file's text could not be used.
+    public enum ParseError: Error, Equatable, CustomStringConvertible {
+        case noSubnet
+        case invalid(key: String, value: String)
+        public var description: String {
+            switch self {
+            case .noSubnet: return "it holds neither FLANNEL_SUBNET=... nor a CIDR line"
+            case .invalid(let key, let value): return "\(key) \"\(value)\" is not a CIDR"
+            }
+        }
+    }
+
+    public static func parse(_ text: String) throws(ParseError) -> NodeSubnet {
+        var subnet: IPNetwork?, gateway: IPAddress?, cluster: IPNetwork?
+        for rawLine in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
+            let line = String(rawLine).trimmingCharacters()
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            if let eq = line.firstIndex(of: "=") {
+                let key = String(line[..<eq]), value = String(line[line.index(after: eq)...]).unquoted()
+                switch key {
+                case "FLANNEL_SUBNET":
+                    guard let n = IPNetwork(cidr: value) else { throw .invalid(key: key, value: value) }
+                    subnet = n.masked
+                    if !n.isNetworkAddress { gateway = n.address }
+                case "FLANNEL_NETWORK":
+                    guard let n = IPNetwork(cidr: value) else { throw .invalid(key: key, value: value) }
+                    cluster = n.masked
+                default: continue
+                }
+            } else if subnet == nil {
+                guard let n = IPNetwork(cidr: line) else { throw .invalid(key: "line", value: line) }
+                subnet = n.masked
+            }
+        }
+        guard let subnet else { throw .noSubnet }
+        return NodeSubnet(subnet: subnet, gateway: gateway, clusterCIDR: cluster)
+    }
+
+    /// Reads and parses the file at `path`; failures are code 7 errors naming the file.
+    static func read(_ path: String, field: String) throws(CNIError) -> NodeSubnet {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw CNIError(.invalidConfig, "invalid network configuration: \(field) \(path) cannot be read: \(String(cString: strerror(errno)))",
+                           details: "the node's provisioner writes it (e.g. flannel's /run/flannel/subnet.env); is this node set up?")
+        }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        do { return try parse(String(decoding: buffer[..<max(n, 0)], as: UTF8.self)) } catch {
+            throw CNIError(.invalidConfig, "invalid network configuration: \(field) \(path): \(error)")
+        }
+    }
+}
+
+extension String {
+    func trimmingCharacters() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
+        return String(s)
+    }
+
+    func unquoted() -> String {
+        if count >= 2, (hasPrefix("\"") && hasSuffix("\"")) || (hasPrefix("'") && hasSuffix("'")) {
+            return String(dropFirst().dropLast())
+        }
+        return self
+    }
+}
