@@ -11,7 +11,7 @@ RELEASE_BIN    := .build/release/bridge-ipam
 BUILD_DEPS     := libmnl-dev pkg-config
 RUN_DEPS       := iproute2 iputils-ping jq containernetworking-plugins python3 procps
 
-.PHONY: all build deps unit-test integration-test test demo bench install uninstall clean
+.PHONY: all build deps unit-test integration-test test demo demo-node bench install uninstall clean
 
 all: build
 
@@ -31,12 +31,16 @@ unit-test: deps
 	$(SWIFT) test
 
 integration-test: build
-	bash scripts/test-plugin.sh
+	bash scripts/test-integration.sh
 
 test: unit-test integration-test
 
 demo: build
 	bash scripts/demo.sh
+
+# A single node with three pods (the plugin alone, without routes between nodes).
+demo-node: build
+	bash scripts/demo-node.sh
 
 bench: build
 	bash scripts/bench.sh

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every namespace test script and prints one closing tally for all of them.
+cd "$(dirname "$0")/.."
+total_passed=0
+total_failed=0
+for script in scripts/test-plugin.sh scripts/test-cluster.sh; do
+    echo "=== $script"
+    log=$(mktemp)
+    bash "$script" 2>&1 | tee "$log"
+    status=${PIPESTATUS[0]}
+    tally=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -1)
+    rm -f "$log"
+    if [ -z "$tally" ]; then
+        echo "$script ended (exit $status) without a tally"
+        total_failed=$((total_failed + 1))
+        continue
+    fi
+    total_passed=$((total_passed + ${tally%% passed*}))
+    failed=${tally#*, }
+    total_failed=$((total_failed + ${failed%% failed}))
+    [ "$status" -ne 0 ] && [ "${failed%% failed}" = 0 ] && total_failed=$((total_failed + 1))
+done
+echo
+echo "integration: $total_passed passed, $total_failed failed"
+[ $total_failed -eq 0 ]
