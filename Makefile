@@ -10,6 +10,7 @@ RELEASE_BIN    := .build/release/bridge-ipam
 # Build: libmnl. Tests, demo and bench: namespaces, ping, jq, the reference plugins, python3.
 BUILD_DEPS     := libmnl-dev pkg-config
 RUN_DEPS       := iproute2 iputils-ping jq containernetworking-plugins python3 procps
+BENCH_DEPS     := gcc libc6-dev
 
 .PHONY: all build deps unit-test integration-test test demo demo-node bench install uninstall clean
 
@@ -23,9 +24,14 @@ deps:
 	fi
 
 # Release builds link the Swift runtime statically, so the binary runs on nodes without Swift
-# (it needs only glibc and libmnl0).
+# (it needs only glibc and libmnl0). Every pod event starts the process anew, so start-up is
+# trimmed: no PIE (ld.so would apply ~22,000 relative relocations, dirtying ~60 pages, about
+# 0.2 ms per run here) and no $ORIGIN rpath (each library would be searched for in a dozen
+# directories beside the binary first).
+SWIFT_RELEASE  := -c release --static-swift-stdlib --disable-local-rpath -Xswiftc -Xclang-linker -Xswiftc -no-pie
+
 build: deps
-	$(SWIFT) build -c release --static-swift-stdlib
+	$(SWIFT) build $(SWIFT_RELEASE)
 
 unit-test: deps
 	$(SWIFT) test
@@ -43,6 +49,7 @@ demo-node: build
 	bash scripts/demo-node.sh
 
 bench: build
+	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(BENCH_DEPS)"
 	bash scripts/bench.sh
 
 install: build

@@ -13,7 +13,9 @@ import subprocess
 import sys
 import time
 
-RUN, PLUGIN_DIR, DATA_DIR, OUT = sys.argv[1:5]
+RUN, PLUGIN_DIR, DATA_DIR, OUT, TOOLS = sys.argv[1:6]
+MAXRSS = os.path.join(TOOLS, "maxrss")
+FLOOR = os.path.join(TOOLS, "floor")
 RUNS = int(os.environ.get("BENCH_RUNS", "40"))
 BURST = int(os.environ.get("BENCH_BURST", "200"))
 
@@ -48,16 +50,12 @@ def invoke(which, command, container, netns, conf=None):
     return elapsed, (usage.ru_maxrss if usage else 0)
 
 
-def invoke_rss(which, command, container, netns, conf=None):
-    """Like invoke, but with peak RSS from a wait4 on the child itself."""
-    env = {"CNI_COMMAND": command, "CNI_CONTAINERID": container, "CNI_NETNS": netns,
-           "CNI_IFNAME": "eth0", "CNI_PATH": PLUGIN_DIR, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    binary = os.path.join(PLUGIN_DIR, PLUGINS[which][0])
+def spawn(argv, env, data=b""):
+    """Runs argv as a whole process; returns (seconds from spawn to exit, stdout bytes)."""
     r_in, w_in = os.pipe()
     r_out, w_out = os.pipe()
-    data = conf or config(which)
     start = time.perf_counter()
-    pid = os.posix_spawn(binary, [binary], env, file_actions=[
+    pid = os.posix_spawn(argv[0], argv, env, file_actions=[
         (os.POSIX_SPAWN_DUP2, r_in, 0), (os.POSIX_SPAWN_DUP2, w_out, 1),
         (os.POSIX_SPAWN_CLOSE, w_in), (os.POSIX_SPAWN_CLOSE, r_out)])
     os.close(r_in)
@@ -71,11 +69,32 @@ def invoke_rss(which, command, container, netns, conf=None):
             break
         chunks.append(chunk)
     os.close(r_out)
-    _, status, usage = os.wait4(pid, 0)
+    _, status, _ = os.wait4(pid, 0)
     elapsed = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{which} {command} {container} failed: {b''.join(chunks).decode()}")
-    return elapsed, usage.ru_maxrss
+        raise SystemExit(f"{argv} failed: {b''.join(chunks).decode()}")
+    return elapsed, b"".join(chunks)
+
+
+def plugin_env(command, container, netns):
+    return {"CNI_COMMAND": command, "CNI_CONTAINERID": container, "CNI_NETNS": netns,
+            "CNI_IFNAME": "eth0", "CNI_PATH": PLUGIN_DIR, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+
+
+def invoke_rss(which, command, container, netns):
+    """Whole-process wall time of one plugin invocation."""
+    binary = os.path.join(PLUGIN_DIR, PLUGINS[which][0])
+    return spawn([binary], plugin_env(command, container, netns), config(which))[0], 0
+
+
+def peak_rss(which, command, container, netns):
+    """Peak RSS (KiB) of one invocation, measured by the maxrss helper (see bench/tools/maxrss.c)."""
+    binary = os.path.join(PLUGIN_DIR, PLUGINS[which][0])
+    proc = subprocess.run([MAXRSS, binary], input=config(which), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          env=plugin_env(command, container, netns))
+    if proc.returncode != 0:
+        raise SystemExit(f"{which} {command} failed under maxrss")
+    return int(proc.stderr.decode().strip().splitlines()[-1].split()[-1])
 
 
 def pod(i):
@@ -101,20 +120,47 @@ def single_operations():
     for i in range(RUNS):
         for which in (("bridge-ipam", "reference") if i % 2 == 0 else ("reference", "bridge-ipam")):
             netns = pod(i if which == "bridge-ipam" else RUNS + i)
-            add, rss_add = invoke_rss(which, "ADD", f"single-{i}", netns)
-            delete, rss_del = invoke_rss(which, "DEL", f"single-{i}", netns)
+            add, _ = invoke_rss(which, "ADD", f"single-{i}", netns)
+            delete, _ = invoke_rss(which, "DEL", f"single-{i}", netns)
             s = samples[which]
             s["ADD"].append(add * 1000)
             s["DEL"].append(delete * 1000)
             s["CYCLE"].append((add + delete) * 1000)
-            s["RSS_ADD"].append(rss_add / 1024)
-            s["RSS_DEL"].append(rss_del / 1024)
+    for i in range(5):
+        for which in PLUGINS:
+            netns = pod(i if which == "bridge-ipam" else RUNS + i)
+            samples[which]["RSS_ADD"].append(peak_rss(which, "ADD", f"rss-{i}", netns) / 1024)
+            samples[which]["RSS_DEL"].append(peak_rss(which, "DEL", f"rss-{i}", netns) / 1024)
     for op, label in (("ADD", "ADD"), ("DEL", "DEL"), ("CYCLE", "ADD+DEL cycle")):
         (om, op90), (rm, rp90) = stats(samples["bridge-ipam"][op]), stats(samples["reference"][op])
         row(f"{label} median ({RUNS} runs)", om, rm)
         row(f"{label} p90", op90, rp90)
-    row("peak RSS, ADD (plugin process)", max(samples["bridge-ipam"]["RSS_ADD"]), max(samples["reference"]["RSS_ADD"]), "MiB")
-    row("peak RSS, DEL (plugin process)", max(samples["bridge-ipam"]["RSS_DEL"]), max(samples["reference"]["RSS_DEL"]), "MiB")
+    row("peak RSS, ADD (plugin process, max of 5)", max(samples["bridge-ipam"]["RSS_ADD"]), max(samples["reference"]["RSS_ADD"]), "MiB")
+    row("peak RSS, DEL (plugin process, max of 5)", max(samples["bridge-ipam"]["RSS_DEL"]), max(samples["reference"]["RSS_DEL"]), "MiB")
+
+
+def floor():
+    """Our ADD and DEL against the floor program doing only one pod's kernel work and lease write."""
+    floor_dir = os.path.join(DATA_DIR, "floor")
+    os.makedirs(floor_dir, exist_ok=True)
+    times = {"ours-ADD": [], "ours-DEL": [], "floor-ADD": [], "floor-DEL": []}
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    for i in range(RUNS):
+        ours_ns, floor_ns = pod(i), pod(RUNS + i)
+        order = ("ours", "floor") if i % 2 == 0 else ("floor", "ours")
+        for phase in ("ADD", "DEL"):
+            for who in order:
+                if who == "ours":
+                    elapsed, _ = invoke_rss("bridge-ipam", phase, f"floorcmp-{i}", ours_ns)
+                elif phase == "ADD":
+                    elapsed, _ = spawn([FLOOR, "add", floor_ns, "eth0", f"vfloor{i}", "cni0", f"10.244.200.{i + 1}/16",
+                                        "10.244.0.1", os.path.join(floor_dir, f"10.244.200.{i + 1}")], env)
+                else:
+                    elapsed, _ = spawn([FLOOR, "del", floor_ns, "eth0", os.path.join(floor_dir, f"10.244.200.{i + 1}")], env)
+                times[f"{who}-{phase}"].append(elapsed * 1000)
+    for phase in ("ADD", "DEL"):
+        row(f"{phase} median: bridge-ipam vs the floor program", statistics.median(times[f"ours-{phase}"]),
+            statistics.median(times[f"floor-{phase}"]))
 
 
 def fill_leases(which, count):
@@ -186,11 +232,12 @@ def burst():
 
 
 if __name__ == "__main__":
-    print(f"{'':<46} {'ours':>9} {'reference':>9}", flush=True)
+    print(f"{'':<46} {'ours':>9} {'reference':>9}  (floor rows: the floor program in the second column)", flush=True)
     single_operations()
+    floor()
     occupancy()
     burst()
     with open(OUT, "w") as f:
-        f.write("| measurement | bridge-ipam | reference | unit | ratio |\n|---|---:|---:|---|---:|\n")
+        f.write("| measurement | bridge-ipam | reference (floor rows: floor program) | unit | ratio |\n|---|---:|---:|---|---:|\n")
         for name, ours, ref, ratio, unit in rows:
             f.write(f"| {name} | {ours:.2f} | {ref:.2f} | {unit} | {ratio:.2f} |\n")

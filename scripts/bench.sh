@@ -7,6 +7,11 @@ RUNS=${BENCH_RUNS:-40}
 BURST=${BENCH_BURST:-200}
 OUT=${BENCH_OUT:-$REPO/bench/RESULTS.md}
 
+TOOLS=$RUN_DIR/tools
+mkdir -p "$TOOLS"
+cc -O2 -o "$TOOLS/maxrss" "$REPO/bench/tools/maxrss.c" || exit 1
+cc -O2 -o "$TOOLS/floor" "$REPO/bench/tools/floor.c" -lmnl || exit 1
+
 new_ns node
 echo "creating $((2 * RUNS + 2 * BURST)) pod namespaces..."
 for i in $(seq 0 $((2 * RUNS - 1))); do ip netns add $RUN-p$i; done
@@ -21,7 +26,7 @@ mkdir -p "$(dirname "$OUT")"
     echo "(the reference's host-local runs as a child of bridge and is not included in its RSS)."
     echo
 } >"$OUT.head"
-ip netns exec $RUN-node python3 "$REPO/scripts/bench.py" "$RUN" "$PLUGIN_DIR" "$DATA_DIR" "$OUT.table" || exit 1
+ip netns exec $RUN-node python3 "$REPO/scripts/bench.py" "$RUN" "$PLUGIN_DIR" "$DATA_DIR" "$OUT.table" "$TOOLS" || exit 1
 cat "$OUT.head" "$OUT.table" >"$OUT"
 rm -f "$OUT.head" "$OUT.table"
 echo

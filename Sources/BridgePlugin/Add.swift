@@ -58,7 +58,7 @@ struct Add {
                 try netlink { () throws(NetlinkError) in try node.setHairpin(index: veth.index, name: veth.name) }
             }
             let routes = podRoutes(outcome)
-            try configurePod(podSocket, outcome: outcome, routes: routes)
+            try configurePod(podSocket, index: veth.peerIndex, outcome: outcome, routes: routes)
             return result(previous: previous, bridge: bridge, veth: veth, podMAC: podMAC, outcome: outcome, routes: routes)
                 .json(version: config.cniVersion, versionText: config.cniVersionText)
         } catch {
@@ -75,7 +75,7 @@ struct Add {
 
     /// Creates the pair with the pod end inside the pod; retries on a host-name collision.
     private func createVeth(node: NetlinkSocket, podSocket: NetlinkSocket, pod: NetworkNamespace, bridge: Link,
-                            podMAC: MACAddress) throws(CNIError) -> (name: String, index: Int32, mac: MACAddress) {
+                            podMAC: MACAddress) throws(CNIError) -> (name: String, index: Int32, mac: MACAddress, peerIndex: Int32) {
         let mtu = config.mtu.map(UInt32.init) ?? bridge.mtu
         for _ in 0..<8 {
             var pair = VethPair(name: Add.hostVethName(), mac: .random(), peerName: environment.ifname, peerMAC: podMAC,
@@ -89,10 +89,11 @@ struct Add {
             } catch {
                 throw .netlink(error)
             }
-            guard let link = try netlink({ () throws(NetlinkError) in try node.link(named: pair.name) }) else {
+            // One look-up gives both ends' indexes: IFLA_LINK is the peer's index inside the pod.
+            guard let link = try netlink({ () throws(NetlinkError) in try node.link(named: pair.name) }), let peerIndex = link.peerIndex else {
                 throw CNIError(.netlinkFailure, "veth \(pair.name) vanished right after it was created")
             }
-            return (pair.name, link.index, pair.mac)
+            return (pair.name, link.index, pair.mac, peerIndex)
         }
         throw CNIError(.tryAgainLater, "could not find a free host veth name after 8 tries")
     }
@@ -119,28 +120,25 @@ struct Add {
         return routes
     }
 
-    /// Inside the pod: the interface up, arp_notify, addresses, then routes: two netlink datagrams.
-    private func configurePod(_ socket: NetlinkSocket, outcome: IPAMOutcome, routes: [Route]) throws(CNIError) {
-        guard let link = try netlink({ () throws(NetlinkError) in try socket.link(named: environment.ifname) }) else {
-            throw CNIError(.netlinkFailure, "\(environment.ifname) is missing in the pod right after it was created")
-        }
+    /// Inside the pod, in one netlink datagram: the interface up, arp_notify, addresses, then
+    /// routes. The kernel handles the messages in order, so each gateway is on a connected
+    /// network by the time its route arrives.
+    private func configurePod(_ socket: NetlinkSocket, index: Int32, outcome: IPAMOutcome, routes: [Route]) throws(CNIError) {
+        let name = environment.ifname
         try netlink { () throws(NetlinkError) in
             try socket.batch { batch in
-                NetlinkSocket.setLink(index: link.index, name: link.name, up: true, to: &batch)
+                NetlinkSocket.setLink(index: index, name: name, up: true, to: &batch)
                 // Announce the new address with gratuitous ARP when the link comes up, as the reference does.
-                NetlinkSocket.setIPv4Setting(.arpNotify, value: 1, index: link.index, name: link.name, to: &batch)
-                for ip in outcome.ips { NetlinkSocket.addAddress(ip.address, index: link.index, to: &batch) }
-            }
-            // Routes go after the addresses: a gateway must be on a connected network first.
-            try socket.batch { batch in
+                NetlinkSocket.setIPv4Setting(.arpNotify, value: 1, index: index, name: name, to: &batch)
+                for ip in outcome.ips { NetlinkSocket.addAddress(ip.address, index: index, to: &batch) }
                 for route in routes {
-                    NetlinkSocket.addRoute(RouteEntry(destination: route.dst, gateway: route.gw, outputInterface: link.index), to: &batch)
+                    NetlinkSocket.addRoute(RouteEntry(destination: route.dst, gateway: route.gw, outputInterface: index), to: &batch)
                 }
             }
         }
     }
 
-    private func result(previous: CNIResult?, bridge: Link, veth: (name: String, index: Int32, mac: MACAddress),
+    private func result(previous: CNIResult?, bridge: Link, veth: (name: String, index: Int32, mac: MACAddress, peerIndex: Int32),
                         podMAC: MACAddress, outcome: IPAMOutcome, routes: [Route]) -> CNIResult {
         var result = previous ?? CNIResult()
         let base = result.interfaces.count

@@ -173,6 +173,7 @@ public struct IPAMConfig: Sendable {
             throw fields.invalid("ranges", "range sets \(config.rangeSets[i]) and \(config.rangeSets[j]) overlap")
         } }
         if let routes = try fields.array("routes") {
+            guard routes.count <= 256 else { throw fields.invalid("routes", "lists \(routes.count) routes; at most 256 are supported") }
             for (i, r) in routes.enumerated() {
                 guard let o = r.objectValue else { throw fields.invalid("routes[\(i)]", "must be an object") }
                 config.routes.append(try Route.parse(ConfigFields(o, path: fields.name("routes[\(i)]"))))

@@ -14,6 +14,8 @@ public struct Link: Sendable, Equatable {
     public let master: Int32?
     /// `IFLA_INFO_KIND`: "bridge", "veth", ... (nil for physical devices and loopback).
     public let kind: String?
+    /// `IFLA_LINK`: for a veth, the index of its peer (in the peer's namespace).
+    public let peerIndex: Int32?
 
     public var isUp: Bool { flags & UInt32(IFF_UP) != 0 }
     public var isPromiscuous: Bool { flags & UInt32(IFF_PROMISC) != 0 }
@@ -28,6 +30,7 @@ public struct Link: Sendable, Equatable {
         mac = attrs[UInt16(IFLA_ADDRESS)].flatMap(MACAddress.init(bytes:))
         master = attrs.u32(UInt16(IFLA_MASTER)).map { Int32(bitPattern: $0) }
         kind = attrs.nested(UInt16(IFLA_LINKINFO))?.string(UInt16(IFLA_INFO_KIND))
+        peerIndex = attrs.u32(UInt16(IFLA_LINK)).map { Int32(bitPattern: $0) }
     }
 }
 

@@ -31,7 +31,8 @@ public final class NetlinkSocket {
         self.socket = socket
         self.portID = mnl_socket_get_portid(socket)
         self.sequence = UInt32(truncatingIfNeeded: time(nil))
-        self.sendCapacity = cshim_socket_buffer_size()
+        // Room for a pod's whole configuration in one datagram (the config caps routes at 256).
+        self.sendCapacity = 64 * 1024
         self.sendBuffer = UnsafeMutableRawPointer.allocate(byteCount: sendCapacity, alignment: 8)
         self.receiveBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 32 * 1024, alignment: 8)
     }

@@ -17,9 +17,6 @@
 #include <linux/ip.h>
 #include <libmnl/libmnl.h>
 
-/// Size of a receive buffer big enough for one netlink datagram (libmnl's recommendation).
-static inline size_t cshim_socket_buffer_size(void) { return (size_t)MNL_SOCKET_BUFFER_SIZE; }
-
 /// Aligned size of a netlink attribute header / length.
 static inline size_t cshim_nla_align(size_t len) { return (size_t)MNL_ALIGN(len); }
 
