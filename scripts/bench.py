@@ -17,6 +17,9 @@ RUN, PLUGIN_DIR, DATA_DIR, OUT, TOOLS = sys.argv[1:6]
 MAXRSS = os.path.join(TOOLS, "maxrss")
 FLOOR = os.path.join(TOOLS, "floor")
 RUNS = int(os.environ.get("BENCH_RUNS", "40"))
+# A pod lives a while before it is deleted; deleting right after creation would time the kernel
+# finishing the ADD's RCU work too, and favour whichever plugin is slower to get to the delete.
+SETTLE = float(os.environ.get("BENCH_SETTLE_MS", "30")) / 1000
 BURST = int(os.environ.get("BENCH_BURST", "200"))
 
 PLUGINS = {
@@ -121,6 +124,7 @@ def single_operations():
         for which in (("bridge-ipam", "reference") if i % 2 == 0 else ("reference", "bridge-ipam")):
             netns = pod(i if which == "bridge-ipam" else RUNS + i)
             add, _ = invoke_rss(which, "ADD", f"single-{i}", netns)
+            time.sleep(SETTLE)
             delete, _ = invoke_rss(which, "DEL", f"single-{i}", netns)
             s = samples[which]
             s["ADD"].append(add * 1000)
@@ -149,6 +153,7 @@ def floor():
         ours_ns, floor_ns = pod(i), pod(RUNS + i)
         order = ("ours", "floor") if i % 2 == 0 else ("floor", "ours")
         for phase in ("ADD", "DEL"):
+            time.sleep(SETTLE)
             for who in order:
                 if who == "ours":
                     elapsed, _ = invoke_rss("bridge-ipam", phase, f"floorcmp-{i}", ours_ns)
