@@ -8,8 +8,8 @@ CONFDIR        ?= /etc/cni/net.d
 RELEASE_BIN    := .build/release/bridge-ipam
 
 # Build: libmnl. Tests, demo and bench: namespaces, ping, jq, the reference plugins, python3.
-BUILD_DEPS     := libmnl-dev pkg-config
-RUN_DEPS       := iproute2 iputils-ping jq containernetworking-plugins python3 procps
+BUILD_DEPS     := libmnl-dev libnftnl-dev pkg-config
+RUN_DEPS       := iproute2 iputils-ping jq containernetworking-plugins python3 procps nftables
 BENCH_DEPS     := gcc libc6-dev
 
 .PHONY: all build deps unit-test integration-test test demo demo-node bench install uninstall clean

@@ -5,6 +5,7 @@ import PackageDescription
 //   CNetlinkShim  C: libmnl plus the few things Swift cannot call (macros, GNU-only setns)
 //   Addresses     IP addresses and networks, shared by the layers above
 //   Netlink       typed links / addresses / routes / sysctls / namespaces over libmnl
+//   CNFTNL        libnftnl (system library); NFTables: the ipMasq rule through it
 //   JSON          a small JSON value type (keeps Foundation out of the plugin: ~0.6 ms per run)
 //   IPAM          host-local compatible allocation and on-disk leases; no netlink
 //   CNI           the spec's environment, config, result and error types
@@ -21,18 +22,21 @@ let package = Package(
             name: "CNetlinkShim",
             linkerSettings: [.linkedLibrary("mnl")]
         ),
+        .systemLibrary(name: "CNFTNL", pkgConfig: "libnftnl", providers: [.apt(["libnftnl-dev"])]),
         .target(name: "Addresses"),
         .target(name: "Netlink", dependencies: ["CNetlinkShim", "Addresses"]),
+        .target(name: "NFTables", dependencies: ["CNFTNL", "Addresses", "Netlink"]),
         .target(name: "JSON"),
         .target(name: "IPAM", dependencies: ["Addresses"]),
         .target(name: "CNI", dependencies: ["Addresses", "JSON", "IPAM"]),
-        .target(name: "BridgePlugin", dependencies: ["Addresses", "CNI", "IPAM", "JSON", "Netlink"]),
+        .target(name: "BridgePlugin", dependencies: ["Addresses", "CNI", "IPAM", "JSON", "Netlink", "NFTables"]),
         .target(name: "ClusterRoutes", dependencies: ["Addresses", "JSON", "Netlink"]),
         .executableTarget(name: "bridge-ipam", dependencies: ["BridgePlugin", "ClusterRoutes"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "AddressesTests", dependencies: ["Addresses"]),
         .testTarget(name: "IPAMTests", dependencies: ["Addresses", "IPAM"]),
         .testTarget(name: "ClusterRoutesTests", dependencies: ["Addresses", "ClusterRoutes"]),
+        .testTarget(name: "NFTablesTests", dependencies: ["Addresses", "NFTables"]),
         .testTarget(name: "CNITests", dependencies: ["Addresses", "CNI", "JSON", "IPAM"]),
     ]
 )

@@ -13,9 +13,25 @@ CLUSTER_FILE=$RUN_DIR/cluster.json
 declare -A NODE_IP POD_IP
 
 node_ip() { echo "192.168.1.$(($1 + 2))"; }
+# With MASQ=1 the nodes masquerade pod traffic that leaves the cluster (pod-to-pod and
+# pod-to-node traffic is excluded: the cluster CIDR and the node network).
 node_conf() {
-    printf '{"cniVersion":"1.1.0","name":"k8s-pod-network","type":"bridge-ipam","bridge":"cni0","isGateway":true,"isDefaultGateway":true,"ipam":{"type":"host-local","subnetFile":"%s","clusterCIDR":"%s","dataDir":"%s"}}' \
-        "$RUN_DIR/node$1/subnet.env" "$CLUSTER_CIDR" "$RUN_DIR/node$1/leases"
+    local masq=""
+    [ "${MASQ:-0}" = 1 ] && masq='"ipMasq":true,"ipMasqExclude":["192.168.1.0/24"],'
+    printf '{"cniVersion":"1.1.0","name":"k8s-pod-network","type":"bridge-ipam","bridge":"cni0","isGateway":true,"isDefaultGateway":true,%s"ipam":{"type":"host-local","subnetFile":"%s","clusterCIDR":"%s","dataDir":"%s"}}' \
+        "$masq" "$RUN_DIR/node$1/subnet.env" "$CLUSTER_CIDR" "$RUN_DIR/node$1/leases"
+}
+
+# add_outside_host: a host beyond node0 (203.0.113.2), reachable only through node0
+# (203.0.113.1). It has no route to any pod: a pod's packet gets an answer only if it left
+# node0 with node0's address.
+add_outside_host() {
+    new_ns outside
+    ip -n $RUN-node0 link add ext0 type veth peer name eth0 netns $RUN-outside
+    ip -n $RUN-node0 addr add 203.0.113.1/24 dev ext0
+    ip -n $RUN-node0 link set ext0 up
+    ip -n $RUN-outside addr add 203.0.113.2/24 dev eth0
+    ip -n $RUN-outside link set eth0 up
 }
 
 # write_cluster_file [NODE...]: the cluster file listing the given nodes (default: all).

@@ -42,7 +42,10 @@ struct Add {
         let existingBridge = try bridgeControl.inspect()
 
         let ipam = context.ipam
-        let outcome = try ipam.add(owner: context.owner, requested: requests.addresses)
+        let masquerade = config.ipMasq ? Masquerade(config: config) : nil
+        let outcome = try ipam.add(owner: context.owner, requested: requests.addresses) { () throws(CNIError) in
+            try masquerade?.ensure()
+        }
         var hostVeth: String?
         do throws(CNIError) {
             let bridge = try bridgeControl.ensure(existing: existingBridge)
@@ -63,7 +66,9 @@ struct Add {
                 .json(version: config.cniVersion, versionText: config.cniVersionText)
         } catch {
             if let hostVeth { _ = try? node.deleteLink(named: hostVeth) }
-            try? ipam.delete(owner: context.owner)
+            try? ipam.delete(owner: context.owner) { (remaining) throws(CNIError) in
+                try masquerade?.removeIfUnused(remainingLeases: remaining)
+            }
             throw error
         }
     }

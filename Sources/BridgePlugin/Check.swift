@@ -1,6 +1,7 @@
 import CNI
 import IPAM
 import Netlink
+import NFTables
 import Addresses
 
 /// CHECK: the attachment still looks as `prevResult` says: the pod interface with its MAC,
@@ -66,6 +67,15 @@ struct Check {
                 guard owner.containerID == environment.containerID, owner.ifname == environment.ifname || owner.ifname.isEmpty else {
                     throw failed("lease for \(ip.address.address) belongs to \(owner.containerID)/\(owner.ifname)")
                 }
+            }
+        }
+
+        if config.ipMasq {
+            let masquerade = Masquerade(config: config)
+            if try !masquerade.isPresent() {
+                let rule = masquerade.rule
+                throw failed("the ipMasq rule of network \(config.name) is missing from nftables table ip \(NFTables.table)",
+                             details: "expected: \(rule.sources.map(rule.nftSyntax(source:)).joined(separator: "; "))")
             }
         }
 

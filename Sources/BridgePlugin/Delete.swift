@@ -10,8 +10,12 @@ struct Delete {
     @available(*, noasync)
     func run() throws(CNIError) {
         let environment = context.environment
-        // The lease first: it must be released even when the namespace is gone.
-        try context.ipam.delete(owner: context.owner)
+        // The lease first: it must be released even when the namespace is gone. With ipMasq the
+        // network's rule goes with its last lease; until then DEL makes no nftables change.
+        let masquerade = context.config.ipMasq ? Masquerade(config: context.config) : nil
+        try context.ipam.delete(owner: context.owner) { (remaining) throws(CNIError) in
+            try masquerade?.removeIfUnused(remainingLeases: remaining)
+        }
         guard !environment.netns.isEmpty else { return }
         let home: NetworkNamespace, pod: NetworkNamespace
         do {

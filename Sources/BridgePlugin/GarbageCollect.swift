@@ -2,8 +2,9 @@ import CNI
 import IPAM
 import Addresses
 
-/// GC: releases every lease of this network whose attachment the runtime no longer lists.
-/// Keeps going past individual failures and reports them together.
+/// GC: releases every lease of this network whose attachment the runtime no longer lists, and
+/// with ipMasq the network's rule once no lease is left. Keeps going past individual failures
+/// and reports them together.
 struct GarbageCollect {
     let context: Context
     init(_ context: Context) { self.context = context }
@@ -29,6 +30,15 @@ struct GarbageCollect {
             } ?? false
             if kept { continue }
             do { try store.release(lease.ip) } catch { failures.append(error.description) }
+        }
+        if config.ipMasq {
+            do throws(CNIError) {
+                let remaining: Int
+                do { remaining = try store.leases().count } catch { throw CNIError.store(error) }
+                try Masquerade(config: config).removeIfUnused(remainingLeases: remaining)
+            } catch {
+                failures.append(error.description)
+            }
         }
         if !failures.isEmpty {
             throw CNIError(.ioFailure, "GC could not release \(failures.count) lease(s)", details: failures.joined(separator: "; "))

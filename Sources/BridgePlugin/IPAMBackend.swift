@@ -26,7 +26,10 @@ enum IPAMBackend {
         }
     }
 
-    func add(owner: LeaseOwner, requested: [IPAddress]) throws(CNIError) -> IPAMOutcome {
+    /// Allocates the attachment's addresses. `whileLocked` runs after the allocation while the
+    /// network's lease lock is still held (the ipMasq rule is set up there, serialised with the
+    /// DEL that removes it); if it throws, the allocation is undone.
+    func add(owner: LeaseOwner, requested: [IPAddress], whileLocked: () throws(CNIError) -> Void = {}) throws(CNIError) -> IPAMOutcome {
         switch self {
         case .builtIn(let ipam, let network):
             let store: LeaseStore
@@ -35,6 +38,10 @@ enum IPAMBackend {
             do {
                 allocations = try Allocator(rangeSets: ipam.rangeSets).allocate(for: owner, requested: requested, in: store)
             } catch { throw .allocation(error) }
+            do { try whileLocked() } catch {
+                for allocation in allocations { try? store.release(allocation.address) }
+                throw error
+            }
             var outcome = IPAMOutcome()
             outcome.ips = allocations.map {
                 (IPNetwork(address: $0.address, prefixLength: $0.range.subnet.prefixLength)!, $0.range.gateway)
@@ -62,19 +69,25 @@ enum IPAMBackend {
         }
     }
 
-    /// Releases the attachment's addresses; succeeds when there are none.
-    func delete(owner: LeaseOwner) throws(CNIError) {
+    /// Releases the attachment's addresses; succeeds when there are none. `whileLocked` gets
+    /// the number of leases the network still holds, under the lease lock.
+    func delete(owner: LeaseOwner, whileLocked: (_ remaining: Int) throws(CNIError) -> Void = { _ in }) throws(CNIError) {
         switch self {
-        case .builtIn(let ipam, let network): try releaseBuiltIn(ipam, network: network, owner: owner)
+        case .builtIn(let ipam, let network): try releaseBuiltIn(ipam, network: network, owner: owner, whileLocked: whileLocked)
         case .delegated(let plugin): _ = try plugin.run(command: .del)
         }
     }
 
-    private func releaseBuiltIn(_ ipam: IPAMConfig, network: String, owner: LeaseOwner) throws(CNIError) {
+    private func releaseBuiltIn(_ ipam: IPAMConfig, network: String, owner: LeaseOwner,
+                                whileLocked: (_ remaining: Int) throws(CNIError) -> Void = { _ in }) throws(CNIError) {
+        let store: LeaseStore
+        let remaining: Int
         do {
-            let store = try LeaseStore(dataDir: ipam.dataDir, network: network)
-            try store.release(owner: owner)
+            store = try LeaseStore(dataDir: ipam.dataDir, network: network)
+            remaining = try store.release(owner: owner).remaining
         } catch { throw .store(error) }
+        try whileLocked(remaining)
+        withExtendedLifetime(store) {}
     }
 }
 

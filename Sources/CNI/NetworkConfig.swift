@@ -15,6 +15,10 @@ public struct NetworkConfig: Sendable {
     public var forceAddress: Bool
     public var hairpinMode: Bool
     public var promiscMode: Bool
+    /// Masquerade pod traffic to destinations outside the pod subnet, the cluster CIDR and
+    /// `ipMasqExclude`, with one nftables rule per network.
+    public var ipMasq: Bool
+    public var ipMasqExclude: [IPNetwork]
     public var mtu: Int?
     public var ipam: IPAMConfig
     public var dns: DNS
@@ -43,9 +47,16 @@ public struct NetworkConfig: Sendable {
         guard Environment.isValidInterfaceName(bridge) else {
             throw fields.invalid("bridge", "\"\(bridge)\" is not a valid interface name")
         }
-        if try fields.bool("ipMasq") {
-            throw CNIError(.unsupportedField, "ipMasq is not supported yet by bridge-ipam",
-                           details: "remove \"ipMasq\" or set it to false; pod-to-pod traffic needs no NAT")
+        let ipMasq = try fields.bool("ipMasq")
+        var ipMasqExclude: [IPNetwork] = []
+        for (i, text) in try fields.stringArray("ipMasqExclude").enumerated() {
+            guard let n = IPNetwork(cidr: text), n.address.family == .v4 else {
+                throw fields.invalid("ipMasqExclude[\(i)]", "\"\(text)\" is not an IPv4 CIDR such as 192.168.1.0/24")
+            }
+            ipMasqExclude.append(n.masked)
+        }
+        if ipMasq && name.utf8.count > 100 {
+            throw fields.invalid("name", "is longer than 100 bytes, too long to tag its ipMasq rule")
         }
         if let vlan = try fields.int("vlan", in: 0...4094), vlan != 0 {
             throw CNIError(.unsupportedField, "vlan is not supported by bridge-ipam", details: "remove \"vlan\" or set it to 0")
@@ -65,6 +76,11 @@ public struct NetworkConfig: Sendable {
             }
             validAttachments = owners
         }
+        let ipam = try IPAMConfig.parse(ipamFields)
+        if ipMasq && !ipam.isBuiltIn {
+            throw CNIError(.unsupportedField, "ipMasq needs the built-in host-local IPAM",
+                           details: "the masquerade rule's lifetime follows the network's leases, which only the built-in IPAM keeps")
+        }
         return NetworkConfig(
             cniVersion: version,
             cniVersionText: versionText ?? version.description,
@@ -76,8 +92,10 @@ public struct NetworkConfig: Sendable {
             forceAddress: try fields.bool("forceAddress"),
             hairpinMode: try fields.bool("hairpinMode"),
             promiscMode: try fields.bool("promiscMode"),
+            ipMasq: ipMasq,
+            ipMasqExclude: ipMasqExclude,
             mtu: try fields.int("mtu", in: 68...65535),
-            ipam: try IPAMConfig.parse(ipamFields),
+            ipam: ipam,
             dns: try fields.nested("dns").map(DNS.parse) ?? DNS(),
             runtimeConfig: try fields.object("runtimeConfig") ?? JSONObject(),
             prevResult: fields.value("prevResult"),

@@ -109,18 +109,20 @@ public final class LeaseStore {
         return result
     }
 
-    /// Releases every address held by `owner`; returns what it released. An owner recorded without
-    /// an ifname (older host-local files) matches on the container ID alone.
+    /// Releases every address held by `owner`; returns what it released and how many leases
+    /// of the network remain. An owner recorded without an ifname (older host-local files)
+    /// matches on the container ID alone.
     @discardableResult
-    public func release(owner: LeaseOwner) throws(SystemError) -> [IPAddress] {
+    public func release(owner: LeaseOwner) throws(SystemError) -> (released: [IPAddress], remaining: Int) {
         var released: [IPAddress] = []
-        for lease in try leases() {
+        let all = try leases()
+        for lease in all {
             guard let held = lease.owner, held.containerID == owner.containerID,
                   held.ifname == owner.ifname || held.ifname.isEmpty else { continue }
             try release(lease.ip)
             released.append(lease.ip)
         }
-        return released
+        return (released, all.count - released.count)
     }
 
     /// The last address handed out from range set `index`, or nil when unknown or unreadable.

@@ -44,4 +44,10 @@ public struct Attributes: Sendable {
     }
 
     public func nested(_ type: UInt16) -> Attributes? { values[type].map { Attributes($0[...]) } }
+
+    /// A big-endian 64-bit value (nftables handles).
+    public func u64BigEndian(_ type: UInt16) -> UInt64? {
+        guard let v = values[type], v.count >= 8 else { return nil }
+        return v.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+    }
 }

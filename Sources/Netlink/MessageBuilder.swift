@@ -18,6 +18,10 @@ public struct MessageBuilder {
         value.withUnsafeBytes { mnl_attr_put(header, type, $0.count, $0.baseAddress) }
     }
 
+    /// Lends the message header to a C library that appends its own payload (libnftnl's
+    /// `nftnl_*_nlmsg_build_payload`). The pointer must not outlive `body`.
+    public func withHeader<R>(_ body: (UnsafeMutablePointer<nlmsghdr>) -> R) -> R { body(header) }
+
     /// Opens a nested attribute, lets `body` fill it, and closes it.
     public func nest(_ type: UInt16, _ body: (MessageBuilder) -> Void) {
         let start = mnl_attr_nest_start(header, type)!

@@ -15,10 +15,14 @@ public final class NetlinkSocket {
     private let sendBuffer: UnsafeMutableRawPointer
     private let sendCapacity: Int
     private let receiveBuffer: UnsafeMutableRawBufferPointer
+    private let familyHeaderSize: Int?
 
-    /// Opens and binds a NETLINK_ROUTE socket in the calling thread's current namespace.
-    public init() throws(NetlinkError) {
-        guard let socket = mnl_socket_open(NETLINK_ROUTE) else { throw NetlinkError("open netlink socket") }
+    /// Opens and binds a netlink socket (NETLINK_ROUTE unless told otherwise) in the calling
+    /// thread's current namespace.
+    public init(protocol bus: Int32 = NETLINK_ROUTE) throws(NetlinkError) {
+        guard let socket = mnl_socket_open(bus) else { throw NetlinkError("open netlink socket") }
+        // nfnetlink messages all start with a 4-byte nfgenmsg; rtnetlink's header depends on the type.
+        familyHeaderSize = bus == NETLINK_NETFILTER ? 4 : nil
         guard mnl_socket_bind(socket, 0, pid_t(MNL_SOCKET_AUTOPID)) == 0 else {
             let error = NetlinkError("bind netlink socket")
             mnl_socket_close(socket)
@@ -49,22 +53,29 @@ public final class NetlinkSocket {
         fileprivate var length = 0
         fileprivate let socket: NetlinkSocket
 
-        /// Adds one acknowledged request. `flags` are added to NLM_F_REQUEST | NLM_F_ACK.
-        public mutating func add(_ operation: String, type: UInt16, flags: Int32 = 0, _ body: (MessageBuilder) -> Void) {
+        /// Adds one request. `flags` are added to NLM_F_REQUEST and, unless `acknowledged` is
+        /// false (nftables' batch delimiters), NLM_F_ACK.
+        public mutating func add(_ operation: String, type: UInt16, flags: Int32 = 0, acknowledged: Bool = true,
+                                 _ body: (MessageBuilder) -> Void) {
             socket.sequence &+= 1
             let header = mnl_nlmsg_put_header(socket.sendBuffer + length)!
             header.pointee.nlmsg_type = type
-            header.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | NLM_F_ACK | flags)
+            header.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | (acknowledged ? NLM_F_ACK : 0) | flags)
             header.pointee.nlmsg_seq = socket.sequence
             body(MessageBuilder(header: header))
             length += Int(header.pointee.nlmsg_len)
             precondition(length <= socket.sendCapacity, "netlink batch exceeds the send buffer")
-            operations.append((socket.sequence, operation))
+            if acknowledged { operations.append((socket.sequence, operation)) }
+            if firstSequence == nil { firstSequence = socket.sequence }
         }
+
+        fileprivate var firstSequence: UInt32?
     }
 
-    /// Sends every request `build` adds in one datagram and waits for all acknowledgements.
-    /// Throws the first failure, naming its operation; `tolerate` lists errnos taken as success.
+    /// Sends every request `build` adds in one datagram and waits for their acknowledgements,
+    /// up to the first failure, which it throws naming its operation. `tolerate` lists errnos
+    /// taken as success. (Acknowledgements still in flight after a failure carry sequence
+    /// numbers no later request waits for, so they are skipped.)
     public func batch(tolerate: Set<Int32> = [], _ build: (inout Batch) -> Void) throws(NetlinkError) {
         var batch = Batch(socket: self)
         build(&batch)
@@ -72,7 +83,7 @@ public final class NetlinkSocket {
         try send(length: batch.length, operation: batch.operations[0].name)
         var pending = Dictionary(uniqueKeysWithValues: batch.operations.map { ($0.sequence, $0.name) })
         var firstError: NetlinkError?
-        while !pending.isEmpty {
+        while !pending.isEmpty && firstError == nil {
             try receive(operation: batch.operations[0].name) { type, sequence, payload in
                 guard type == UInt16(NLMSG_ERROR), let name = pending.removeValue(forKey: sequence) else { return true }
                 let (code, message) = NetlinkSocket.parseError(payload)
@@ -105,7 +116,7 @@ public final class NetlinkSocket {
                     if code != 0 { failure = NetlinkError(operation, errno: -code, kernelMessage: message) }
                     return false
                 }
-                reply = NetlinkSocket.message(type: type, payload: payload)
+                reply = self.message(type: type, payload: payload)
                 return false
             }
         }
@@ -133,7 +144,7 @@ public final class NetlinkSocket {
                     done = true
                     return false
                 default:
-                    messages.append(NetlinkSocket.message(type: type, payload: payload))
+                    messages.append(self.message(type: type, payload: payload))
                     return true
                 }
             }
@@ -197,7 +208,19 @@ public final class NetlinkSocket {
         return (code, attributes.string(UInt16(NLMSGERR_ATTR_MSG.rawValue)))
     }
 
-    private static func message(type: UInt16, payload: ArraySlice<UInt8>) -> NetlinkMessage {
+    private func message(type: UInt16, payload: ArraySlice<UInt8>) -> NetlinkMessage {
+        let headerSize: Int
+        if let familyHeaderSize {
+            headerSize = familyHeaderSize
+        } else {
+            headerSize = NetlinkSocket.routeHeaderSize(type)
+        }
+        let split = min(payload.startIndex + (headerSize + 3) & ~3, payload.endIndex)
+        return NetlinkMessage(type: type, familyHeader: Array(payload[payload.startIndex..<min(payload.startIndex + headerSize, payload.endIndex)]),
+                              attributes: Attributes(payload[split...]))
+    }
+
+    private static func routeHeaderSize(_ type: UInt16) -> Int {
         let headerSize: Int
         switch Int32(type) {
         case Int32(RTM_NEWLINK), Int32(RTM_DELLINK): headerSize = MemoryLayout<ifinfomsg>.size
@@ -205,8 +228,6 @@ public final class NetlinkSocket {
         case Int32(RTM_NEWROUTE), Int32(RTM_DELROUTE): headerSize = MemoryLayout<rtmsg>.size
         default: headerSize = 0
         }
-        let split = min(payload.startIndex + (headerSize + 3) & ~3, payload.endIndex)
-        return NetlinkMessage(type: type, familyHeader: Array(payload[payload.startIndex..<min(payload.startIndex + headerSize, payload.endIndex)]),
-                              attributes: Attributes(payload[split...]))
+        return headerSize
     }
 }

@@ -88,8 +88,11 @@ let minimal = #"{"cniVersion":"1.1.0","name":"k8s-pod-network","type":"bridge-ip
         #expect(code(of: #"{"cniVersion":"1.1.0","name":"n","bridge":"this-name-is-far-too-long","ipam":{"type":"host-local","subnet":"10.244.1.0/24"}}"#) == 7)
     }
 
-    @Test func ipMasqIsRefusedAsUnsupportedRatherThanIgnored() {
-        #expect(code(of: #"{"cniVersion":"1.1.0","name":"n","ipMasq":true,"ipam":{"type":"host-local","subnet":"10.244.1.0/24"}}"#) == 2)
+    @Test func ipMasqExclusionsAreValidatedAndNeedTheBuiltInIPAM() throws {
+        let c = try parse(#"{"cniVersion":"1.1.0","name":"n","ipMasq":true,"ipMasqExclude":["192.168.1.5/24"],"ipam":{"type":"host-local","subnet":"10.244.1.0/24"}}"#)
+        #expect(c.ipMasq && c.ipMasqExclude.map(\.description) == ["192.168.1.0/24"])
+        #expect(code(of: #"{"cniVersion":"1.1.0","name":"n","ipMasq":true,"ipMasqExclude":["x"],"ipam":{"type":"host-local","subnet":"10.244.1.0/24"}}"#) == 7)
+        #expect(code(of: #"{"cniVersion":"1.1.0","name":"n","ipMasq":true,"ipam":{"type":"dhcp"}}"#) == 2)
     }
 
     @Test func otherIPAMTypesAreNotValidatedHere() throws {

@@ -140,16 +140,17 @@ func removeTree(_ path: String) {
         let allocator = Allocator(rangeSets: [try rangeSet("10.244.1.0/24")])
         _ = try allocate(allocator, "a")
         let store = try LeaseStore(dataDir: dir.path, network: "net")
-        #expect(try store.release(owner: LeaseOwner(containerID: "a", ifname: "eth1")).isEmpty)
-        #expect(try store.release(owner: LeaseOwner(containerID: "a", ifname: "eth0")) == [IPAddress("10.244.1.2")!])
-        #expect(try store.release(owner: LeaseOwner(containerID: "a", ifname: "eth0")).isEmpty, "release is idempotent")
+        #expect(try store.release(owner: LeaseOwner(containerID: "a", ifname: "eth1")).released.isEmpty)
+        let first = try store.release(owner: LeaseOwner(containerID: "a", ifname: "eth0"))
+        #expect(first.released == [IPAddress("10.244.1.2")!] && first.remaining == 0)
+        #expect(try store.release(owner: LeaseOwner(containerID: "a", ifname: "eth0")).released.isEmpty, "release is idempotent")
     }
 
     @Test func leasesWrittenByOlderHostLocalWithoutIfnameAreReleasedByContainerID() throws {
         _ = try LeaseStore(dataDir: dir.path, network: "net")
         dir.write("net", "10.244.1.7", "old-container")
         let store = try LeaseStore(dataDir: dir.path, network: "net")
-        #expect(try store.release(owner: LeaseOwner(containerID: "old-container", ifname: "eth0")) == [IPAddress("10.244.1.7")!])
+        #expect(try store.release(owner: LeaseOwner(containerID: "old-container", ifname: "eth0")).released == [IPAddress("10.244.1.7")!])
     }
 
     @Test func ipv6RangesAllocateToo() throws {
