@@ -10,7 +10,7 @@ RELEASE_BIN    := .build/release/bridge-ipam
 # Build: libmnl. Tests, demo and bench: namespaces, ping, jq, the reference plugins, python3.
 BUILD_DEPS     := libmnl-dev libnftnl-dev pkg-config
 RUN_DEPS       := iproute2 iputils-ping jq containernetworking-plugins python3 procps nftables
-BENCH_DEPS     := gcc libc6-dev
+BENCH_DEPS     := gcc libc6-dev iptables
 
 .PHONY: all build deps unit-test integration-test test demo demo-node bench install uninstall clean
 

@@ -28,12 +28,12 @@ PLUGINS = {
 }
 
 
-def config(which, subnet=None, version=None):
+def config(which, subnet=None, version=None, masq=False):
     plugin_type, bridge, default_subnet = PLUGINS[which]
     return json.dumps({
         # Debian's reference plugins speak up to 1.0.0; both get the same version.
-        "cniVersion": version or "1.0.0", "name": f"bench-{which}", "type": plugin_type, "bridge": bridge,
-        "isGateway": True, "isDefaultGateway": True,
+        "cniVersion": version or "1.0.0", "name": f"bench-{which}{'-masq' if masq else ''}", "type": plugin_type,
+        "bridge": bridge, "isGateway": True, "isDefaultGateway": True, "ipMasq": masq,
         "ipam": {"type": "host-local", "subnet": subnet or default_subnet, "dataDir": DATA_DIR},
     }).encode()
 
@@ -84,10 +84,10 @@ def plugin_env(command, container, netns):
             "CNI_IFNAME": "eth0", "CNI_PATH": PLUGIN_DIR, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 
 
-def invoke_rss(which, command, container, netns):
+def invoke_rss(which, command, container, netns, masq=False):
     """Whole-process wall time of one plugin invocation."""
     binary = os.path.join(PLUGIN_DIR, PLUGINS[which][0])
-    return spawn([binary], plugin_env(command, container, netns), config(which))[0], 0
+    return spawn([binary], plugin_env(command, container, netns), config(which, masq=masq))[0], 0
 
 
 def peak_rss(which, command, container, netns):
@@ -168,6 +168,36 @@ def floor():
             statistics.median(times[f"floor-{phase}"]))
 
 
+def masquerade():
+    """ADD and DEL with ipMasq, in steady state: another pod of the network stays up meanwhile,
+    so ours only reads its rule on ADD and leaves nftables alone on DEL (the network's first ADD
+    and last DEL pay one nftables transaction each). The reference runs iptables each time."""
+    residents = {"bridge-ipam": pod(2 * RUNS - 1), "reference": pod(2 * RUNS - 2)}
+    for which, netns in residents.items():
+        invoke_rss(which, "ADD", "masq-resident", netns, masq=True)
+    times = {w: {"ADD": [], "DEL": []} for w in PLUGINS}
+    plain = {"ADD": [], "DEL": []}
+    for i in range(RUNS // 2):
+        for which in (("bridge-ipam", "reference") if i % 2 == 0 else ("reference", "bridge-ipam")):
+            netns = pod(i if which == "bridge-ipam" else RUNS + i)
+            add, _ = invoke_rss(which, "ADD", f"masq-{i}", netns, masq=True)
+            time.sleep(SETTLE)
+            delete, _ = invoke_rss(which, "DEL", f"masq-{i}", netns, masq=True)
+            times[which]["ADD"].append(add * 1000)
+            times[which]["DEL"].append(delete * 1000)
+        add, _ = invoke_rss("bridge-ipam", "ADD", f"plain-{i}", pod(RUNS // 2 + i))
+        time.sleep(SETTLE)
+        delete, _ = invoke_rss("bridge-ipam", "DEL", f"plain-{i}", pod(RUNS // 2 + i))
+        plain["ADD"].append(add * 1000)
+        plain["DEL"].append(delete * 1000)
+    for phase in ("ADD", "DEL"):
+        row(f"{phase} median with ipMasq", statistics.median(times["bridge-ipam"][phase]), statistics.median(times["reference"][phase]))
+    for phase in ("ADD", "DEL"):
+        row(f"bridge-ipam {phase}: ipMasq on vs off (same run)", statistics.median(times["bridge-ipam"][phase]), statistics.median(plain[phase]))
+    for which, netns in residents.items():
+        invoke_rss(which, "DEL", "masq-resident", netns, masq=True)
+
+
 def fill_leases(which, count):
     """Writes `count` leases of other containers in host-local's layout, from the top of the range down."""
     directory = os.path.join(DATA_DIR, f"bench-{which}")
@@ -237,12 +267,13 @@ def burst():
 
 
 if __name__ == "__main__":
-    print(f"{'':<46} {'ours':>9} {'reference':>9}  (floor rows: the floor program in the second column)", flush=True)
+    print(f"{'':<46} {'ours':>9} {'reference':>9}  (floor rows: the floor program, on/off rows: ipMasq off, in the second column)", flush=True)
     single_operations()
     floor()
+    masquerade()
     occupancy()
     burst()
     with open(OUT, "w") as f:
-        f.write("| measurement | bridge-ipam | reference (floor rows: floor program) | unit | ratio |\n|---|---:|---:|---|---:|\n")
+        f.write("| measurement | bridge-ipam | reference (floor rows: floor program; on/off rows: ipMasq off) | unit | ratio |\n|---|---:|---:|---|---:|\n")
         for name, ours, ref, ratio, unit in rows:
             f.write(f"| {name} | {ours:.2f} | {ref:.2f} | {unit} | {ratio:.2f} |\n")
