@@ -1,3 +1,6 @@
+// glibc first: the kernel headers then leave in_addr/in6_addr to it (linux/libc-compat.h), and
+// the types agree with the ones Swift sees through Glibc.
+#include <netinet/in.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <linux/netlink.h>
