@@ -61,3 +61,19 @@ cni() {
 
 # ping_ok FROM_NS ADDRESS: one echo answered within 3 s (ping retries inside the deadline).
 ping_ok() { ip netns exec "$RUN-$1" ping -n -q -c 1 -w 3 "$2" >/dev/null 2>&1; }
+
+# Test bookkeeping: `check NAME COMMAND...` passes when COMMAND succeeds; `finish` removes the
+# run, checks that nothing of it is left, and prints the tally line.
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "ok   $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1"; }
+check() { local name=$1; shift; if "$@"; then pass "$name"; else fail "$name"; fi; }
+finish() {
+    cleanup
+    trap - EXIT
+    check "no namespace of this run is left" test -z "$(ip netns list | grep "^$RUN-")"
+    echo
+    echo "$passed passed, $failed failed"
+    [ $failed -eq 0 ]
+}

@@ -5,12 +5,6 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/cluster.sh"
 
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok   $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; }
-check() { local name=$1; shift; if "$@"; then pass "$name"; else fail "$name"; fi; }
-
 setup_run
 export MASQ=1
 cluster_up 2 1 || { echo "0 passed, 1 failed"; exit 1; }
@@ -82,9 +76,4 @@ check "ipMasq with a delegated IPAM is code 2" test "$(jq -r .code <<<"$out")" =
 
 check "the other table was never touched" test "$(nft_node0 list table inet other | grep -v packets)" = "$other_before"
 
-cleanup
-trap - EXIT
-check "no namespace of this run is left" test -z "$(ip netns list | grep "^$RUN-")"
-echo
-echo "$passed passed, $failed failed"
-[ $failed -eq 0 ]
+finish
