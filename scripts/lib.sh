@@ -18,10 +18,13 @@ DATA_DIR=$RUN_DIR/leases
 
 cleanup() {
     local ns
+    if declare -F extra_cleanup >/dev/null; then extra_cleanup; fi
     for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$RUN-" || true); do
         ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
         ip netns del "$ns" 2>/dev/null || true
     done
+    # Whatever a runtime mounted below the run's directory goes first, deepest first.
+    grep " $RUN_DIR/" /proc/mounts 2>/dev/null | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
     rm -rf "$RUN_DIR"
 }
 

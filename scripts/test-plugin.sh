@@ -129,6 +129,22 @@ check "CNI_ARGS IP= and runtimeConfig.mac are honoured" \
     test "$(jq -r '.ips[0].address' <<<"$out") $(ip netns exec $RUN-podx cat /sys/class/net/eth0/address)" = "10.244.1.99/24 02:42:0a:f4:01:63"
 cni $NODE DEL ctr-x "$PODX" eth0 "$CONF" >/dev/null
 
+echo "== Chaining, runtimeConfig.ips, dns"
+prev='{"cniVersion":"1.1.0","interfaces":[{"name":"earlier0"}],"ips":[{"address":"192.0.2.5/24","interface":0}],"routes":[{"dst":"192.0.2.0/24"}]}'
+out=$(cni $NODE ADD ctr-x "$PODX" eth0 "$(jq -c --argjson p "$prev" '. + {prevResult: $p}' <<<"$CONF")")
+check "a prevResult is passed through with our interfaces, addresses and routes appended" \
+    test "$(jq -c '[.interfaces[0].name, .interfaces[3].name, .ips[0].address, .ips[1].interface, .routes[0].dst]' <<<"$out")" = '["earlier0","eth0","192.0.2.5/24",3,"192.0.2.0/24"]'
+cni $NODE DEL ctr-x "$PODX" eth0 "$CONF" >/dev/null
+out=$(cni $NODE ADD ctr-x "$PODX" eth0 "$(jq -c '. + {runtimeConfig: {ips: ["10.244.1.88/24"]}}' <<<"$CONF")")
+check "runtimeConfig.ips asks for a specific address" test "$(jq -r '.ips[0].address' <<<"$out")" = 10.244.1.88/24
+cni $NODE DEL ctr-x "$PODX" eth0 "$CONF" >/dev/null
+printf 'nameserver 10.0.0.53\nsearch svc.cluster.local cluster.local\noptions ndots:5\n' >"$RUN_DIR/resolv.conf"
+dns_conf=$(conf podnet $SUBNET '"dns":{"nameservers":["10.96.0.10"]}' "\"resolvConf\":\"$RUN_DIR/resolv.conf\"")
+out=$(cni $NODE ADD ctr-x "$PODX" eth0 "$dns_conf")
+check "dns from the config and resolvConf from the IPAM section fill the result's dns" \
+    test "$(jq -c .dns <<<"$out")" = '{"nameservers":["10.96.0.10"],"search":["svc.cluster.local","cluster.local"],"options":["ndots:5"]}'
+cni $NODE DEL ctr-x "$PODX" eth0 "$CONF" >/dev/null
+
 echo "== Result formats of older versions"
 out=$(cni $NODE ADD ctr-x "$PODX" eth0 "$(conf podnet $SUBNET '' '' 0.4.0)")
 check "0.4.0 result has \"version\":\"4\" in ips" test "$(jq -r '.cniVersion + " " + .ips[0].version' <<<"$out")" = "0.4.0 4"
@@ -153,9 +169,15 @@ echo "== GC and STATUS"
 new_ns podg
 cni $NODE ADD ctr-g /run/netns/$RUN-podg eth0 "$CONF" >/dev/null
 gc_conf=$(jq -c '. + {"cni.dev/valid-attachments": [{containerID: "ctr-1", ifname: "eth0"}]}' <<<"$CONF")
+vethg=$(ip netns exec $RUN-$NODE ip -o link show master cni0 | grep -o 'veth[0-9a-f]*' | while read -r v; do
+    ip netns exec $RUN-$NODE ip -d link show "$v" | grep -q 'alias bridge-ipam podnet ctr-g eth0' && echo "$v"; done)
+check "the host veth carries its attachment as alias ($vethg)" test -n "$vethg"
 check "GC succeeds" cni $NODE GC "" "" "" "$gc_conf"
 check "...keeps the lease of a listed attachment" test -e "$LEASES/${IP[1]}"
 check "...and releases the lease of an unlisted one" bash -c "! grep -rl ctr-g '$LEASES' >/dev/null 2>&1"
+check "...deletes the host veth of the unlisted attachment although its pod still exists" \
+    bash -c "! ip netns exec $RUN-$NODE ip link show $vethg >/dev/null 2>&1 && ! ip netns exec $RUN-podg ip link show eth0 >/dev/null 2>&1"
+check "...and leaves the listed attachment working" ping_ok $NODE "${IP[1]}"
 cni $NODE DEL ctr-g /run/netns/$RUN-podg eth0 "$CONF" >/dev/null
 check "STATUS succeeds when addresses are free" cni $NODE STATUS "" "" "" "$CONF"
 out=$(cni $NODE STATUS "" "" "" "$TINY")

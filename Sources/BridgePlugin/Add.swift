@@ -57,6 +57,10 @@ struct Add {
             let podMAC = requests.mac ?? .random()
             let veth = try createVeth(node: node, podSocket: podSocket, pod: pod, bridge: bridge, podMAC: podMAC)
             hostVeth = veth.name
+            // The kernel ignores an alias in the creating request; GC finds host ends by it.
+            if let alias = HostVethTag(network: config.name, owner: context.owner).alias {
+                try netlink { () throws(NetlinkError) in try node.setAlias(index: veth.index, name: veth.name, alias: alias) }
+            }
             if config.hairpinMode {
                 try netlink { () throws(NetlinkError) in try node.setHairpin(index: veth.index, name: veth.name) }
             }

@@ -85,13 +85,17 @@ struct Check {
         }
         guard bridge.kind == "bridge" else { throw failed("\(config.bridge) is not a bridge") }
         guard bridge.isUp else { throw failed("bridge \(config.bridge) is down") }
-        for hostInterface in expected.interfaces where hostInterface.sandbox == nil && hostInterface.name != config.bridge {
-            guard let veth = try netlink({ () throws(NetlinkError) in try node.link(named: hostInterface.name) }) else {
-                throw failed("host interface \(hostInterface.name) not found")
-            }
-            guard veth.master == bridge.index else {
-                throw failed("host interface \(hostInterface.name) is not attached to bridge \(config.bridge)")
-            }
+        // The host end is the pod interface's veth peer (chained plugins may list host
+        // interfaces of their own, such as bandwidth's ifb device: those are theirs to check).
+        guard let peerIndex = link.peerIndex,
+              let veth = try netlink({ () throws(NetlinkError) in try node.link(index: peerIndex) }) else {
+            throw failed("the host end of \(environment.ifname)'s veth pair is missing")
+        }
+        guard expected.interfaces.contains(where: { $0.name == veth.name && $0.sandbox == nil }) else {
+            throw failed("host interface \(veth.name) (the peer of \(environment.ifname)) is not in prevResult")
+        }
+        guard veth.master == bridge.index else {
+            throw failed("host interface \(veth.name) is not attached to bridge \(config.bridge)")
         }
     }
 }

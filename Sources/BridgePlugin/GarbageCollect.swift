@@ -1,9 +1,10 @@
 import CNI
 import IPAM
+import Netlink
 import Addresses
 
-/// GC: releases every lease of this network whose attachment the runtime no longer lists, and
-/// with ipMasq the network's rule once no lease is left. Keeps going past individual failures
+/// GC: releases every lease of this network whose attachment the runtime no longer lists,
+/// deletes such attachments' host veths, and with ipMasq the network's rule once no lease is left. Keeps going past individual failures
 /// and reports them together.
 struct GarbageCollect {
     let context: Context
@@ -30,6 +31,17 @@ struct GarbageCollect {
             } ?? false
             if kept { continue }
             do { try store.release(lease.ip) } catch { failures.append(error.description) }
+        }
+        // Host veths of attachments the runtime no longer lists (their pods may still exist).
+        do {
+            let socket = try NetlinkSocket()
+            for link in try socket.links() {
+                guard let tag = link.alias.flatMap(HostVethTag.init(alias:)), tag.network == config.name,
+                      !valid.contains(where: { $0.containerID == tag.owner.containerID && $0.ifname == tag.owner.ifname }) else { continue }
+                do { try socket.deleteLink(index: link.index, name: link.name) } catch { failures.append(error.description) }
+            }
+        } catch {
+            failures.append(error.description)
         }
         if config.ipMasq {
             do throws(CNIError) {

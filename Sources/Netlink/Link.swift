@@ -16,6 +16,8 @@ public struct Link: Sendable, Equatable {
     public let kind: String?
     /// `IFLA_LINK`: for a veth, the index of its peer (in the peer's namespace).
     public let peerIndex: Int32?
+    /// `IFLA_IFALIAS`: a free-form label (we tag host veths with their attachment).
+    public let alias: String?
 
     public var isUp: Bool { flags & UInt32(IFF_UP) != 0 }
     public var isPromiscuous: Bool { flags & UInt32(IFF_PROMISC) != 0 }
@@ -31,6 +33,7 @@ public struct Link: Sendable, Equatable {
         master = attrs.u32(UInt16(IFLA_MASTER)).map { Int32(bitPattern: $0) }
         kind = attrs.nested(UInt16(IFLA_LINKINFO))?.string(UInt16(IFLA_INFO_KIND))
         peerIndex = attrs.u32(UInt16(IFLA_LINK)).map { Int32(bitPattern: $0) }
+        alias = attrs.string(UInt16(IFLA_IFALIAS))
     }
 }
 
@@ -74,6 +77,38 @@ extension NetlinkSocket {
         }
     }
 
+    /// Every link of the namespace.
+    public func links() throws(NetlinkError) -> [Link] {
+        try dump("list links", type: UInt16(RTM_GETLINK)) { m in
+            m.put(header: linkHeader())
+            m.put(UInt16(IFLA_EXT_MASK), u32: UInt32(RTEXT_FILTER_SKIP_STATS))
+        }.map(Link.init)
+    }
+
+    /// Deletes the link with index `index`; returns false when there was none.
+    @discardableResult
+    public func deleteLink(index: Int32, name: String) throws(NetlinkError) -> Bool {
+        do {
+            try execute("delete link \(name)", type: UInt16(RTM_DELLINK)) { m in m.put(header: linkHeader(index: index)) }
+            return true
+        } catch where error.isNotFound {
+            return false
+        }
+    }
+
+    /// The link with index `index`, or nil when there is none.
+    public func link(index: Int32) throws(NetlinkError) -> Link? {
+        do {
+            let message = try get("look up link \(index)", type: UInt16(RTM_GETLINK)) { m in
+                m.put(header: linkHeader(index: index))
+                m.put(UInt16(IFLA_EXT_MASK), u32: UInt32(RTEXT_FILTER_SKIP_STATS))
+            }
+            return Link(message)
+        } catch where error.isNotFound {
+            return nil
+        }
+    }
+
     /// Creates a bridge, up, with a fixed MAC so that it does not follow its ports' addresses
     /// as they come and go. Throws EEXIST when a link of that name exists.
     public func createBridge(name: String, mac: MACAddress, mtu: UInt32?) throws(NetlinkError) {
@@ -109,6 +144,14 @@ extension NetlinkSocket {
                     }
                 }
             }
+        }
+    }
+
+    /// Sets a link's alias (IFLA_IFALIAS), a free-form label of up to 127 bytes.
+    public func setAlias(index: Int32, name: String, alias: String) throws(NetlinkError) {
+        try execute("set alias of \(name)", type: UInt16(RTM_NEWLINK)) { m in
+            m.put(header: linkHeader(index: index))
+            m.put(UInt16(IFLA_IFALIAS), string: alias)
         }
     }
 
