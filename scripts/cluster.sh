@@ -22,18 +22,6 @@ node_conf() {
         "$masq" "$RUN_DIR/node$1/subnet.env" "$CLUSTER_CIDR" "$RUN_DIR/node$1/leases"
 }
 
-# add_outside_host: a host beyond node0 (203.0.113.2), reachable only through node0
-# (203.0.113.1). It has no route to any pod: a pod's packet gets an answer only if it left
-# node0 with node0's address.
-add_outside_host() {
-    new_ns outside
-    ip -n $RUN-node0 link add ext0 type veth peer name eth0 netns $RUN-outside
-    ip -n $RUN-node0 addr add 203.0.113.1/24 dev ext0
-    ip -n $RUN-node0 link set ext0 up
-    ip -n $RUN-outside addr add 203.0.113.2/24 dev eth0
-    ip -n $RUN-outside link set eth0 up
-}
-
 # write_cluster_file [NODE...]: the cluster file listing the given nodes (default: all).
 write_cluster_file() {
     local n entries=()

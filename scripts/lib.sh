@@ -47,6 +47,18 @@ new_ns() {
     ip netns exec "$RUN-$1" ip link set lo up
 }
 
+# add_outside_host NODE NAME: a host beyond NODE (203.0.113.2), reachable only through NODE
+# (203.0.113.1). It has no route to any pod: a pod's packet gets an answer only if it left the
+# node with the node's address, or was sent to the node's address (a mapped port).
+add_outside_host() {
+    new_ns "$2"
+    ip -n "$RUN-$1" link add ext0 type veth peer name eth0 netns "$RUN-$2"
+    ip -n "$RUN-$1" addr add 203.0.113.1/24 dev ext0
+    ip -n "$RUN-$1" link set ext0 up
+    ip -n "$RUN-$2" addr add 203.0.113.2/24 dev eth0
+    ip -n "$RUN-$2" link set eth0 up
+}
+
 # conf NAME SUBNET [EXTRA_TOP_LEVEL_JSON [EXTRA_IPAM_JSON [VERSION]]]: a bridge-ipam config.
 conf() {
     local name=$1 subnet=$2 extra=${3:-} ipam_extra=${4:-} version=${5:-1.1.0}

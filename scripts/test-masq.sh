@@ -8,7 +8,7 @@ source "$(dirname "$0")/cluster.sh"
 setup_run
 export MASQ=1
 cluster_up 2 1 || { echo "0 passed, 1 failed"; exit 1; }
-add_outside_host
+add_outside_host node0 outside
 CONF0=$(node_conf 0)
 nft_node0() { ip netns exec $RUN-node0 nft "$@"; }
 our_rules() { nft_node0 list chain ip bridge_ipam postrouting 2>/dev/null | grep -c masquerade; }

@@ -16,12 +16,7 @@ mkdir -p "$NETD"
 new_ns node
 ip netns exec $RUN-node sysctl -qw net.ipv4.ip_forward=1
 # A client beyond the node, to reach a mapped port from outside.
-new_ns client
-ip -n $RUN-node link add ext0 type veth peer name eth0 netns $RUN-client
-ip -n $RUN-node addr add 203.0.113.1/24 dev ext0
-ip -n $RUN-node link set ext0 up
-ip -n $RUN-client addr add 203.0.113.2/24 dev eth0
-ip -n $RUN-client link set eth0 up
+add_outside_host node client
 
 echo "== libcni: a chain of bridge-ipam, portmap, tuning and bandwidth"
 DRIVER=$RUN_DIR/libcni-driver

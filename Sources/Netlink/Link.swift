@@ -212,19 +212,16 @@ extension NetlinkSocket {
 public enum IPv4DeviceSetting: CustomStringConvertible, Sendable {
     /// Send gratuitous ARP when the device comes up or its address changes.
     case arpNotify
-    case forwarding
 
     var attribute: UInt16 {
         switch self {
         case .arpNotify: return UInt16(IPV4_DEVCONF_ARP_NOTIFY)
-        case .forwarding: return UInt16(IPV4_DEVCONF_FORWARDING)
         }
     }
 
     public var description: String {
         switch self {
         case .arpNotify: return "arp_notify"
-        case .forwarding: return "forwarding"
         }
     }
 }
