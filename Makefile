@@ -30,13 +30,16 @@ deps:
 # trimmed: no PIE (ld.so would apply ~22,000 relative relocations, dirtying ~60 pages, about
 # 0.2 ms per run here) and no $ORIGIN rpath (each library would be searched for in a dozen
 # directories beside the binary first).
-SWIFT_RELEASE  := -c release --static-swift-stdlib --disable-local-rpath -Xswiftc -Xclang-linker -Xswiftc -no-pie
+# Warnings are errors in every build (Swift and the C shim), so a warning cannot land unseen.
+SWIFT_WERROR   := -Xswiftc -warnings-as-errors -Xcc -Werror
+SWIFT_RELEASE  := -c release --static-swift-stdlib --disable-local-rpath -Xswiftc -Xclang-linker -Xswiftc -no-pie \
+                  $(SWIFT_WERROR)
 
 build: deps
 	$(SWIFT) build $(SWIFT_RELEASE)
 
 unit-test: deps
-	$(SWIFT) test
+	$(SWIFT) test $(SWIFT_WERROR)
 
 integration-test: build
 	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(TEST_DEPS)"

@@ -21,7 +21,7 @@ struct Masquerade {
 
     /// Makes the rule present (a read only, once it is).
     func ensure() throws(CNIError) {
-        try nftables { () throws(NetlinkError) in try NFTables().ensure(rule) }
+        _ = try nftables { () throws(NetlinkError) in try NFTables().ensure(rule) }
         // A seam for the crash test: dies here as a plugin killed mid-ADD would, lease and rule made.
         if let step = getenv("BRIDGE_IPAM_TEST_ABORT_AT"), String(cString: step) == "masquerade" { abort() }
     }

@@ -21,7 +21,7 @@
 static inline size_t cshim_nla_align(size_t len) { return (size_t)MNL_ALIGN(len); }
 
 static inline uint16_t cshim_nla_f_nested(void) { return NLA_F_NESTED; }
-static inline uint16_t cshim_nla_type_mask(void) { return NLA_TYPE_MASK; }
+static inline uint16_t cshim_nla_type_mask(void) { return (uint16_t)NLA_TYPE_MASK; }
 
 /// Moves the calling thread into the network namespace open at `fd`. Returns 0 or -1 with errno.
 int cshim_setns_net(int fd);
