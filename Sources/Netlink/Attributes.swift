@@ -18,14 +18,18 @@ public struct Attributes: Sendable {
     private var values: [UInt16: [UInt8]] = [:]
 
     public init(_ bytes: ArraySlice<UInt8>) {
-        var offset = bytes.startIndex
+        // Attribute headers are in the host's byte order, as the kernel writes them: read them
+        // through `nlattr` rather than byte by byte.
         let mask = cshim_nla_type_mask()
-        while offset + 4 <= bytes.endIndex {
-            let length = Int(UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8)
-            let type = (UInt16(bytes[offset + 2]) | UInt16(bytes[offset + 3]) << 8) & mask
-            guard length >= 4, offset + length <= bytes.endIndex else { break }
-            values[type] = Array(bytes[(offset + 4)..<(offset + length)])
-            offset += (length + 3) & ~3
+        let headerSize = MemoryLayout<nlattr>.size
+        var offset = 0
+        while offset + headerSize <= bytes.count {
+            let header = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: nlattr.self) }
+            let length = Int(header.nla_len)
+            guard length >= headerSize, offset + length <= bytes.count else { break }
+            let start = bytes.startIndex + offset
+            values[header.nla_type & mask] = Array(bytes[(start + headerSize)..<(start + length)])
+            offset += cshim_nla_align(length)
         }
     }
 
