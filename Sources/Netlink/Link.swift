@@ -37,6 +37,12 @@ public struct Link: Sendable, Equatable {
     }
 }
 
+/// The indexes of a veth pair just created: this end's, and the peer's in its own namespace.
+public struct CreatedVeth: Sendable, Equatable {
+    public let index: Int32
+    public let peerIndex: Int32
+}
+
 /// What a new veth pair looks like; the peer can be created straight inside another namespace.
 public struct VethPair: Sendable {
     public var name: String
@@ -121,10 +127,24 @@ extension NetlinkSocket {
         }
     }
 
-    /// Creates a veth pair in one request: this end up and enslaved to `master`, MACs and MTU set,
-    /// the peer created directly in its namespace (no move afterwards) and left down.
-    public func createVethPair(_ pair: VethPair) throws(NetlinkError) {
-        try execute("create veth \(pair.name)", type: UInt16(RTM_NEWLINK), flags: NLM_F_CREATE | NLM_F_EXCL) { m in
+    /// Creates a veth pair in one request: this end up and enslaved to `master`, MACs and MTU
+    /// set, the peer created directly in its namespace (no move afterwards) and left down. The
+    /// kernel echoes the new link (NLM_F_ECHO), which gives both ends' indexes without a
+    /// look-up; a kernel that does not echo costs one look-up.
+    public func createVethPair(_ pair: VethPair) throws(NetlinkError) -> CreatedVeth {
+        let replies = try batchWithReplies { NetlinkSocket.createVethPair(pair, to: &$0) }
+        let echoed = replies.lazy.filter { $0.type == UInt16(RTM_NEWLINK) }.map(Link.init).first { $0.name == pair.name }
+        var link = echoed
+        if link == nil { link = try self.link(named: pair.name) }
+        guard let link, let peerIndex = link.peerIndex else {
+            throw NetlinkError("look up veth \(pair.name)", errno: ENODEV, kernelMessage: "it vanished right after it was created")
+        }
+        return CreatedVeth(index: link.index, peerIndex: peerIndex)
+    }
+
+    /// Adds the request creating `pair` (see `createVethPair`), asking for the new link back.
+    public static func createVethPair(_ pair: VethPair, to batch: inout Batch) {
+        batch.add("create veth \(pair.name)", type: UInt16(RTM_NEWLINK), flags: NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO) { m in
             m.put(header: linkHeader(flags: up, change: up))
             m.put(UInt16(IFLA_IFNAME), string: pair.name)
             m.put(UInt16(IFLA_ADDRESS), bytes: pair.mac.bytes)
@@ -149,7 +169,14 @@ extension NetlinkSocket {
 
     /// Sets a link's alias (IFLA_IFALIAS), a free-form label of up to 127 bytes.
     public func setAlias(index: Int32, name: String, alias: String) throws(NetlinkError) {
-        try execute("set alias of \(name)", type: UInt16(RTM_NEWLINK)) { m in
+        try batch { NetlinkSocket.setAlias(index: index, name: name, alias: alias, to: &$0) }
+    }
+
+    /// Adds a request setting a link's alias to a batch. By index, never by name: the kernel
+    /// ignores an alias in a creating request, and a by-name request sent along with the
+    /// creation would label a foreign link should the name already exist.
+    public static func setAlias(index: Int32, name: String, alias: String, to batch: inout Batch) {
+        batch.add("set alias of \(name)", type: UInt16(RTM_NEWLINK)) { m in
             m.put(header: linkHeader(index: index))
             m.put(UInt16(IFLA_IFALIAS), string: alias)
         }
@@ -174,7 +201,12 @@ extension NetlinkSocket {
 
     /// Turns hairpin mode on for a bridge port, so a pod can reach itself through a service IP.
     public func setHairpin(index: Int32, name: String) throws(NetlinkError) {
-        try execute("set hairpin mode on \(name)", type: UInt16(RTM_SETLINK)) { m in
+        try batch { NetlinkSocket.setHairpin(index: index, name: name, to: &$0) }
+    }
+
+    /// Adds the request turning hairpin mode on for a bridge port to a batch.
+    public static func setHairpin(index: Int32, name: String, to batch: inout Batch) {
+        batch.add("set hairpin mode on \(name)", type: UInt16(RTM_SETLINK)) { m in
             m.put(header: linkHeader(index: index, family: UInt8(AF_BRIDGE)))
             m.nest(UInt16(IFLA_PROTINFO) | cshim_nla_f_nested()) { $0.put(UInt16(IFLA_BRPORT_MODE), u8: 1) }
         }
