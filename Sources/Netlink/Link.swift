@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CNetlinkShim
+import Addresses
 
 /// A network interface as RTM_GETLINK reports it.
 public struct Link: Sendable, Equatable {
