@@ -26,6 +26,11 @@ public final class NFTables {
         socket = try NetlinkSocket(protocol: NETLINK_NETFILTER)
     }
 
+    /// Speaks through `socket`, a NETLINK_NETFILTER one (tests give one over a fake transport).
+    public init(socket: NetlinkSocket) {
+        self.socket = socket
+    }
+
     /// Rules of our chain; none when the table or chain does not exist.
     public func rules() throws(NetlinkError) -> [ListedRule] {
         let messages: [NetlinkMessage]
