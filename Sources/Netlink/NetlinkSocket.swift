@@ -25,11 +25,9 @@ public final class NetlinkSocket {
     private let familyHeaderSize: Int?
     private var sequence: UInt32
     /// Outgoing messages, built in place; grows so that every message starts with
-    /// `maximumMessageSize` bytes of room ahead of it. Zero beyond `dirty`: libmnl (before
-    /// 1.0.5) and libnftnl skip attribute padding, which must not carry stale bytes.
+    /// `maximumMessageSize` bytes of room ahead of it.
     private var storage: UnsafeMutableRawPointer
     private var capacity: Int
-    private var dirty = 0
     private let overflowed: UnsafeMutablePointer<Bool>
     private let receiveBuffer: UnsafeMutableRawBufferPointer
 
@@ -47,7 +45,7 @@ public final class NetlinkSocket {
         familyHeaderSize = bus == NETLINK_NETFILTER ? 4 : nil
         sequence = (firstSequence ?? UInt32(truncatingIfNeeded: time(nil))) &- 1
         capacity = NetlinkSocket.maximumMessageSize + 16 * 1024
-        storage = calloc(capacity, 1)!
+        storage = malloc(capacity)!
         overflowed = .allocate(capacity: 1)
         overflowed.initialize(to: false)
         receiveBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 32 * 1024, alignment: 8)
@@ -64,16 +62,8 @@ public final class NetlinkSocket {
     /// Makes sure a message starting at `offset` has `maximumMessageSize` bytes of room.
     private func reserveRoom(at offset: Int) {
         guard capacity - offset < NetlinkSocket.maximumMessageSize else { return }
-        let old = capacity
         capacity = max(capacity * 2, offset + NetlinkSocket.maximumMessageSize)
         storage = realloc(storage, capacity)!
-        memset(storage + old, 0, capacity - old)
-    }
-
-    /// Zeroes what earlier requests wrote, before new ones are built from offset 0.
-    private func clearStorage() {
-        memset(storage, 0, dirty)
-        dirty = 0
     }
 
     /// Writes one message at `offset`; returns its sequence number and aligned length, or nil
@@ -87,11 +77,8 @@ public final class NetlinkSocket {
         header.pointee.nlmsg_seq = sequence
         overflowed.pointee = false
         body(MessageBuilder(header: header, room: NetlinkSocket.maximumMessageSize, overflowed: overflowed))
-        // Appends never write past nlmsg_len (checked ones write nothing when out of room).
-        let length = cshim_nla_align(Int(header.pointee.nlmsg_len))
-        dirty = max(dirty, offset + length)
         guard !overflowed.pointee else { return nil }
-        return (sequence, length)
+        return (sequence, cshim_nla_align(Int(header.pointee.nlmsg_len)))
     }
 
     private func tooLarge(_ operation: String) -> NetlinkError {
@@ -157,7 +144,6 @@ public final class NetlinkSocket {
     /// `batch`, returning the other replies the requests drew (NLM_F_ECHO), in order.
     public func batchWithReplies(tolerate: Set<Int32> = [], atomic: Bool = false,
                                  _ build: (inout Batch) -> Void) throws(NetlinkError) -> [NetlinkMessage] {
-        clearStorage()
         var batch = Batch(socket: self, splittable: !atomic)
         build(&batch)
         if let failure = batch.failure { throw failure }
@@ -225,7 +211,6 @@ public final class NetlinkSocket {
 
     /// A request answered by one message (e.g. RTM_GETLINK by name).
     public func get(_ operation: String, type: UInt16, _ body: (MessageBuilder) -> Void) throws(NetlinkError) -> NetlinkMessage {
-        clearStorage()
         guard let request = buildMessage(at: 0, type: type, flags: 0, body) else { throw tooLarge(operation) }
         try send(0..<request.length, operation: operation)
         var reply: NetlinkMessage?
@@ -260,7 +245,6 @@ public final class NetlinkSocket {
     }
 
     private func dumpOnce(_ operation: String, type: UInt16, _ body: (MessageBuilder) -> Void) throws(NetlinkError) -> ([NetlinkMessage], Bool) {
-        clearStorage()
         guard let request = buildMessage(at: 0, type: type, flags: NLM_F_DUMP, body) else { throw tooLarge(operation) }
         try send(0..<request.length, operation: operation)
         var messages: [NetlinkMessage] = []

@@ -121,6 +121,22 @@ private func mac(_ last: UInt8) -> MACAddress { MACAddress(bytes: [2, 0, 0, 0, 0
         #expect(fake.sent == [expected])
     }
 
+    @Test func paddingIsZeroEvenWhereTheBufferHeldOtherBytes() throws {
+        let fake = FakeTransport()
+        let socket = socket(fake)
+        try socket.execute("fill", type: UInt16(RTM_NEWLINK)) { $0.put(1, bytes: [UInt8](repeating: 0xff, count: 1000)) }
+        try socket.execute("short ones", type: UInt16(RTM_NEWLINK)) { m in
+            m.put(header: linkHeader(index: 1))
+            m.put(UInt16(IFLA_CARRIER), u8: 1)
+            m.put(UInt16(IFLA_IFNAME), string: "ab")
+            m.nest(UInt16(IFLA_LINKINFO)) { $0.put(UInt16(IFLA_INFO_KIND), bytes: [7]) }
+        }
+        #expect(fake.sent[1] == Wire.message(
+            type: UInt16(RTM_NEWLINK), flags: request | ack, sequence: 1001,
+            Wire.ifinfomsg(index: 1) + Wire.attribute(UInt16(IFLA_CARRIER), [1]) + Wire.attribute(UInt16(IFLA_IFNAME), string: "ab")
+                + Wire.nest(UInt16(IFLA_LINKINFO), Wire.attribute(UInt16(IFLA_INFO_KIND), [7]))))
+    }
+
     @Test func podLinkUpAndArpNotify() throws {
         let fake = FakeTransport()
         try socket(fake).batch { batch in
