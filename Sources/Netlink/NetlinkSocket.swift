@@ -172,14 +172,15 @@ public final class NetlinkSocket {
     /// that cannot be acknowledged), keeping the first failure.
     private func awaitAcknowledgement(of messages: ArraySlice<Batch.Message>, last: UInt32, tolerate: Set<Int32>,
                                       replies: inout [NetlinkMessage]) throws(NetlinkError) {
-        var bySequence: [UInt32: Batch.Message] = [:]
-        for message in messages { bySequence[message.sequence] = message }
+        // A datagram's messages carry consecutive sequence numbers.
+        let first = messages[messages.startIndex]
         var firstError: NetlinkError?
         var done = false
-        let name = messages[messages.startIndex].name
         while !done {
-            try receive(operation: name) { reply in
-                guard let request = bySequence[reply.sequence] else { return true }
+            try receive(operation: first.name) { reply in
+                let position = Int(reply.sequence &- first.sequence)
+                guard position < messages.count else { return true }
+                let request = messages[messages.startIndex + position]
                 switch Int32(reply.type) {
                 case NLMSG_ERROR:
                     let (code, text) = NetlinkSocket.parseError(reply)
