@@ -39,8 +39,8 @@ add() {  # NODE POD -> prints the result
 # between ADD's return and the first ping).
 addr_of() {
     local rest=$1 a
-    while [[ $rest =~ \"address\":\"([^\"/]+)/ ]]; do
-        a=${BASH_REMATCH[1]}; rest=${rest#*\"address\":\"$a/}
+    while [[ $rest =~ \"address\":\ ?\"([^\"/]+)/ ]]; do
+        a=${BASH_REMATCH[1]}; rest=${rest#*$a/}
         [[ $a == *"$2"* ]] && { echo "$a"; return; }
     done
 }
