@@ -14,7 +14,7 @@ RUN_DEPS       := iproute2 iputils-ping jq containernetworking-plugins python3 p
 TEST_DEPS      := golang-go golang-github-appc-cni-dev containerd runc busybox-static iptables util-linux
 BENCH_DEPS     := gcc libc6-dev iptables
 
-.PHONY: all build deps unit-test integration-test test demo demo-node bench install uninstall clean
+.PHONY: all build deps unit-test integration-test test demo demo-dualstack demo-node bench install uninstall clean
 
 all: build
 
@@ -49,6 +49,10 @@ test: unit-test integration-test
 
 demo: build
 	bash scripts/demo.sh
+
+# The same cluster with IPv4 and IPv6 on every node and pod (routes of both families, both matrices).
+demo-dualstack: build
+	DUALSTACK=1 bash scripts/demo.sh
 
 # A single node with three pods (the plugin alone, without routes between nodes).
 demo-node: build
