@@ -36,7 +36,7 @@ let package = Package(
         .testTarget(name: "AddressesTests", dependencies: ["Addresses"]),
         .testTarget(name: "IPAMTests", dependencies: ["Addresses", "IPAM"]),
         .testTarget(name: "ClusterRoutesTests", dependencies: ["Addresses", "ClusterRoutes"]),
-        .testTarget(name: "NFTablesTests", dependencies: ["Addresses", "NFTables"]),
+        .testTarget(name: "NFTablesTests", dependencies: ["Addresses", "NFTables", "Netlink"]),
         .testTarget(name: "CNITests", dependencies: ["Addresses", "CNI", "JSON", "IPAM"]),
     ]
 )

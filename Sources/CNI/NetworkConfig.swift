@@ -71,8 +71,9 @@ public struct NetworkConfig: Sendable {
         }
         try refuseVLANOptions(fields)
         let macSpoofCheck = try fields.bool("macspoofchk")
-        if macSpoofCheck && name.utf8.count > 100 {
-            throw fields.invalid("name", "is longer than 100 bytes, too long to tag its macspoofchk rules")
+        // "bridge-ipam-mac NAME DIGEST" must fit nftables' 127-byte comments.
+        if macSpoofCheck && name.utf8.count > 94 {
+            throw fields.invalid("name", "is longer than 94 bytes, too long to tag its macspoofchk rules")
         }
         let hairpinMode = try fields.bool("hairpinMode"), promiscMode = try fields.bool("promiscMode")
         if hairpinMode && promiscMode {
@@ -92,8 +93,12 @@ public struct NetworkConfig: Sendable {
             }
             validAttachments = owners
         }
-        // No ipam section, or an empty one: layer 2 only, as in the reference (bridge and veths, no addresses).
-        let ipam = try fields.nested("ipam").map(IPAMConfig.parse) ?? .layer2Only
+        // An empty ipam section: layer 2 only, as in the reference (bridge and veths, no addresses).
+        // A missing one stays an error: more often a mistake than a wish.
+        guard let ipamFields = try fields.nested("ipam") else {
+            throw fields.invalid("ipam", "is required (e.g. {\"type\": \"host-local\", \"subnet\": \"10.244.1.0/24\"}, or {} for layer 2 only)")
+        }
+        let ipam = try IPAMConfig.parse(ipamFields)
         // Results before 0.3.0 hold one ip4 and one ip6 block: a second address of a family would be
         // leased and configured but never reported. Refused before anything is allocated, as host-local does.
         if version < .v0_3_0 && ipam.maxAddressesPerFamily > 1 {
