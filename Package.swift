@@ -22,10 +22,10 @@ let package = Package(
             name: "CNetlinkShim",
             linkerSettings: [.linkedLibrary("mnl")]
         ),
-        .systemLibrary(name: "CNFTNL", pkgConfig: "libnftnl", providers: [.apt(["libnftnl-dev"])]),
+        .systemLibrary(name: "CNFTNL", providers: [.apt(["libnftnl-dev"])]),
         .target(name: "Addresses"),
         .target(name: "Netlink", dependencies: ["CNetlinkShim", "Addresses"]),
-        .target(name: "NFTables", dependencies: ["CNFTNL", "Addresses", "Netlink"]),
+        .target(name: "NFTables", dependencies: ["CNFTNL", "Addresses", "Netlink"], linkerSettings: [.linkedLibrary("nftnl")]),
         .target(name: "JSON"),
         .target(name: "IPAM", dependencies: ["Addresses"]),
         .target(name: "CNI", dependencies: ["Addresses", "JSON", "IPAM"]),
