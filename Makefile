@@ -38,9 +38,13 @@ SWIFT_WERROR   := -Xswiftc -warnings-as-errors -Xcc -Werror
 # with callgrind). Debian ships libstdc++.a and libnftnl.a but no libmnl.a, so libmnl stays
 # shared. The archives are reached through a directory holding only them, searched first.
 # --no-export-dynamic undoes the runtime's -export-dynamic: nothing looks our symbols up.
+# Concrete generic types (an array of tuples, a dictionary of our own types) get metadata
+# accessors that call the runtime directly instead of demangling a type name on first use: the
+# demangler was 42% of an ADD's instructions (ADD 1.44M -> 1.06M, DEL 0.73M -> 0.52M).
 STATIC_LIBS    := $(CURDIR)/.build/static-libs
 SWIFT_RELEASE  := -c release --static-swift-stdlib --disable-local-rpath -Xswiftc -Xclang-linker -Xswiftc -no-pie \
                   -Xlinker -L$(STATIC_LIBS) -Xswiftc -Xclang-linker -Xswiftc -static-libgcc -Xlinker --no-export-dynamic \
+                  -Xswiftc -Xfrontend -Xswiftc -disable-concrete-type-metadata-mangled-name-accessors \
                   $(SWIFT_WERROR)
 
 build: deps static-libs
