@@ -58,12 +58,17 @@ bench: build
 	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(BENCH_DEPS)"
 	bash scripts/bench.sh
 
+# Lays down exactly two files, then says what the node still needs (its pod subnet, portmap);
+# uninstall removes exactly those two files and no directory.
+INSTALLED      := $(DESTDIR)$(BINDIR)/bridge-ipam $(DESTDIR)$(CONFDIR)/10-bridge-ipam.conflist
+
 install: build
-	install -D -m 0755 $(RELEASE_BIN) $(DESTDIR)$(BINDIR)/bridge-ipam
-	install -D -m 0644 conf/10-bridge-ipam.conflist $(DESTDIR)$(CONFDIR)/10-bridge-ipam.conflist
+	@install -D -m 0755 $(RELEASE_BIN) $(DESTDIR)$(BINDIR)/bridge-ipam
+	@install -D -m 0644 conf/10-bridge-ipam.conflist $(DESTDIR)$(CONFDIR)/10-bridge-ipam.conflist
+	@sh scripts/install-report.sh "$(DESTDIR)" "$(BINDIR)" "$(CONFDIR)"
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/bridge-ipam $(DESTDIR)$(CONFDIR)/10-bridge-ipam.conflist
+	@for f in $(INSTALLED); do if [ -e "$$f" ]; then rm -f "$$f" && echo "removed $$f"; fi; done
 
 clean:
 	rm -rf .build
