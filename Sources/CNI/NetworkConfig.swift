@@ -33,7 +33,8 @@ public struct NetworkConfig: Sendable {
 
     /// Decodes and validates stdin. Undecodable JSON is code 6, a wrong cniVersion code 1,
     /// anything else wrong code 7 naming the field.
-    public static func parse(_ bytes: [UInt8]) throws(CNIError) -> NetworkConfig {
+    /// `subnetFileOptional` (DEL): an unreadable `ipam.subnetFile` leaves the ranges empty.
+    public static func parse(_ bytes: [UInt8], subnetFileOptional: Bool = false) throws(CNIError) -> NetworkConfig {
         let object = try decodeObject(bytes)
         let fields = ConfigFields(object)
         let versionText = try fields.string("cniVersion")
@@ -76,7 +77,7 @@ public struct NetworkConfig: Sendable {
             }
             validAttachments = owners
         }
-        let ipam = try IPAMConfig.parse(ipamFields)
+        let ipam = try IPAMConfig.parse(ipamFields, subnetFileOptional: subnetFileOptional)
         if ipMasq && !ipam.isBuiltIn {
             throw CNIError(.unsupportedField, "ipMasq needs the built-in host-local IPAM",
                            details: "the masquerade rule's lifetime follows the network's leases, which only the built-in IPAM keeps")
@@ -137,7 +138,7 @@ public struct IPAMConfig: Sendable {
 
     public var isBuiltIn: Bool { type == IPAMConfig.builtInType }
 
-    static func parse(_ fields: ConfigFields) throws(CNIError) -> IPAMConfig {
+    static func parse(_ fields: ConfigFields, subnetFileOptional: Bool = false) throws(CNIError) -> IPAMConfig {
         let type = try fields.requiredString("type")
         var config = IPAMConfig(type: type, rangeSets: [], routes: [], dataDir: defaultDataDir, resolvConf: nil, clusterCIDR: nil)
         guard config.isBuiltIn else { return config }
@@ -167,7 +168,11 @@ public struct IPAMConfig: Sendable {
         var clusterCIDR = try fields.cidr("clusterCIDR")
         if let path = try fields.string("subnetFile") {
             guard config.rangeSets.isEmpty else { throw fields.invalid("subnetFile", "cannot be combined with subnet or ranges") }
-            let node = try NodeSubnet.read(path, field: fields.name("subnetFile"))
+            let node: NodeSubnet
+            do { node = try NodeSubnet.read(path, field: fields.name("subnetFile")) } catch {
+                if subnetFileOptional { return config }  // DEL finds leases by owner, not by range
+                throw error
+            }
             let range: IPRange
             do { range = try IPRange(subnet: node.subnet, gateway: node.gateway) } catch {
                 throw fields.invalid("subnetFile", "\(path): \(error)")
