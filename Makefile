@@ -10,8 +10,10 @@ RELEASE_BIN    := .build/release/bridge-ipam
 # Build: libmnl. Tests, demo and bench: namespaces, ping, jq, the reference plugins, python3.
 BUILD_DEPS     := libmnl-dev libnftnl-dev pkg-config
 RUN_DEPS       := iproute2 iputils-ping jq containernetworking-plugins python3 procps nftables
-# Real clients in the tests: libcni (built from Debian's sources with Go) and containerd.
-TEST_DEPS      := golang-go golang-github-appc-cni-dev containerd runc busybox-static iptables util-linux
+# Real clients in the tests: libcni (built from Debian's sources with Go), containerd, and a CRI
+# client (Python gRPC) driving containerd's CRI plugin as kubelet does.
+TEST_DEPS      := golang-go golang-github-appc-cni-dev containerd runc busybox-static iptables util-linux \
+                  python3-grpcio python3-grpc-tools
 BENCH_DEPS     := gcc libc6-dev iptables
 
 .PHONY: all build deps unit-test integration-test test demo demo-node bench install uninstall clean
