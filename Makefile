@@ -11,9 +11,9 @@ RELEASE_BIN    := .build/release/bridge-ipam
 BUILD_DEPS     := libmnl-dev libnftnl-dev pkg-config
 RUN_DEPS       := iproute2 iputils-ping jq containernetworking-plugins python3 procps nftables
 # Real clients in the tests: libcni (built from Debian's sources with Go), containerd, and a CRI
-# client (Python gRPC) driving containerd's CRI plugin as kubelet does.
+# client (Python gRPC) driving containerd's CRI plugin as kubelet does, and podman (CNI backend).
 TEST_DEPS      := golang-go golang-github-appc-cni-dev containerd runc busybox-static iptables util-linux \
-                  python3-grpcio python3-grpc-tools
+                  python3-grpcio python3-grpc-tools podman
 BENCH_DEPS     := gcc libc6-dev iptables
 
 .PHONY: all build deps unit-test integration-test test demo demo-node bench install uninstall clean

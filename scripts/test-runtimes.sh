@@ -2,13 +2,16 @@
 # Real CNI clients driving the installed plugin, from conf and bin directories of this test's own:
 #  1. libcni (the library under the kubelet's CRI runtimes), through a small driver built from
 #     Debian's golang-github-appc-cni-dev, running a chain: bridge-ipam, portmap, tuning, bandwidth;
-#  2. containerd: `ctr run --cni` runs a busybox container whose image is built here.
+#  2. containerd: `ctr run --cni` runs a busybox container whose image is built here;
+#  3. podman with its CNI network backend runs one with a published port.
 # A runtime that cannot start on this machine is skipped, saying why.
 source "$(dirname "$0")/lib.sh"
 
 setup_run
 skip() { echo "SKIP $1"; }
 machine_cni_dirs=$(ls -la /etc/cni /opt/cni 2>&1)
+pm_machine_dirs="/var/lib/containers /run/containers /run/libpod /etc/containers"
+pm_machine_before=$(ls -la $pm_machine_dirs 2>&1)
 for p in loopback portmap tuning bandwidth; do [ -x "$REFERENCE_DIR/$p" ] && ln -sf "$REFERENCE_DIR/$p" "$PLUGIN_DIR/$p"; done
 NETD=$RUN_DIR/net.d
 mkdir -p "$NETD"
@@ -68,6 +71,7 @@ echo "== containerd: ctr run --cni"
 CTRD=$RUN_DIR/containerd
 SOCK=$CTRD/containerd.sock
 extra_cleanup() {
+    if declare -F pm_cleanup >/dev/null; then pm_cleanup; fi
     [ -S "$SOCK" ] || return 0
     local t
     for t in $(ctr -a "$SOCK" tasks ls -q 2>/dev/null); do ctr -a "$SOCK" tasks kill -s KILL "$t" 2>/dev/null; done
@@ -132,6 +136,88 @@ JSON
             check "...and removes its veth from the bridge" test "$(ip netns exec $RUN-node ip -o link show master cni1 2>/dev/null | wc -l)" = 0
         fi
     fi
+fi
+echo "== podman: network_backend = \"cni\""
+PM=$RUN_DIR/podman
+PM_IMAGE=localhost/bridge-ipam-test:1
+pm_holder=
+# podman runs in the node namespace and in one private mount namespace, held by a sleeping
+# process, in which /run is $PM/run and /var/lib an overlay whose upper half is $PM's: its
+# storage, pod namespaces, libcni's cache and image cache never touch the machine's.
+pm() { nsenter -t "$pm_holder" -m -n env CONTAINERS_CONF="$PM/containers.conf" podman --root "$PM/storage" --runroot /run/containers/storage --storage-driver vfs "$@"; }
+pm_quiet() { pm "$@" >/dev/null; }
+# conmon outlives podman: found by the storage path on its command line (pattern read from a
+# file, so grep's own command line does not match), ended by ID.
+pm_processes() { [ -e "$PM/pattern" ] && grep -lsF -f "$PM/pattern" /proc/[0-9]*/cmdline | cut -d/ -f3; }
+pm_cleanup() {
+    local pid
+    [ -n "$pm_holder" ] || return 0
+    pm rm -f -a >/dev/null 2>&1
+    kill "$pm_holder" 2>/dev/null
+    for pid in $(pm_processes); do kill -9 "$pid" 2>/dev/null; done
+    find /sys/fs/cgroup -depth -type d -path "*/$RUN-pm*" -exec rmdir {} + 2>/dev/null
+    pm_holder=
+}
+if ! command -v podman >/dev/null; then
+    skip "podman: not installed"
+else
+    mkdir -p "$PM/net.d" "$PM/run" "$PM/var-lib/upper" "$PM/var-lib/work"
+    printf '%s/storage\n' "$PM" >"$PM/pattern"
+    cat >"$PM/containers.conf" <<TOML
+[network]
+network_backend = "cni"
+cni_plugin_dirs = ["$PLUGIN_DIR"]
+network_config_dir = "$PM/net.d"
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "$PM/events.log"
+TOML
+    cat >"$PM/net.d/bipm.conflist" <<JSON
+{"cniVersion":"1.0.0","name":"bipm","plugins":[{"type":"bridge-ipam","bridge":"cni2","isGateway":true,"isDefaultGateway":true,
+ "ipam":{"type":"host-local","subnet":"10.244.5.0/24","dataDir":"$DATA_DIR"}},{"type":"portmap","capabilities":{"portMappings":true}}]}
+JSON
+    nsenter --net=/run/netns/$RUN-node unshare -m --propagation private sh -c '
+        mount --bind "$0/run" /run &&
+        mount -t overlay overlay -o "lowerdir=/var/lib,upperdir=$0/var-lib/upper,workdir=$0/var-lib/work" /var/lib &&
+        exec sleep 1000000' "$PM" &
+    pm_holder=$!
+    for _ in $(seq 50); do [ "$(readlink /proc/$pm_holder/exe 2>/dev/null)" = "$(readlink -f "$(command -v sleep)")" ] && break; sleep 0.1; done
+    python3 "$REPO/tests/make-busybox-image.py" "$PM/busybox.tar" "$PM_IMAGE"
+    if ! pm load -i "$PM/busybox.tar" >"$PM/load.log" 2>&1; then
+        skip "podman: cannot load an image here: $(tail -1 "$PM/load.log")"
+    # Without CAP_SYS_RESOURCE (as in some VMs) runc cannot raise podman's default limits.
+    elif ! pm run -d --name "$RUN-pm1" --network bipm -p 8081:80 --cgroup-parent "/$RUN-pm" \
+            --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 "$PM_IMAGE" sleep 300 >"$PM/run.log" 2>&1; then
+        if grep -q 'bridge-ipam' "$PM/run.log"; then
+            fail "podman run: $(tail -1 "$PM/run.log")"
+        else
+            skip "podman: cannot run a container here: $(tail -1 "$PM/run.log")"
+        fi
+    else
+        pid=$(pm inspect --format '{{.State.Pid}}' "$RUN-pm1")
+        id=$(pm inspect --format '{{.Id}}' "$RUN-pm1")
+        pip=$(nsenter -t "$pid" -n ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)
+        check "podman run: the container has an address from bridge-ipam ($pip)" bash -c "[[ '$pip' == 10.244.5.* ]]"
+        check "...that podman reports" test "$(pm inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$RUN-pm1")" = "$pip"
+        check "...leased to podman's container ID" grep -q "$id" "$DATA_DIR/bipm/$pip"
+        check "the node reaches the container" ping_ok node "$pip"
+        nsenter -t "$pid" -n python3 -u "$REPO/scripts/peer-echo.py" serve 80 >"$PM/serve.log" 2>&1 &
+        server=$!
+        for _ in $(seq 50); do grep -q ready "$PM/serve.log" 2>/dev/null && break; sleep 0.1; done
+        seen=$(ip netns exec $RUN-client python3 "$REPO/scripts/peer-echo.py" probe 8081 203.0.113.1 | awk '{print $2}')
+        check "podman -p 8081:80: the node's port reaches the container through portmap (server saw $seen)" test "$seen" = 203.0.113.2
+        kill $server 2>/dev/null; wait $server 2>/dev/null
+        check "podman stop" pm_quiet stop -t 0 "$RUN-pm1"
+        check "...releases the lease" test ! -e "$DATA_DIR/bipm/$pip"
+        check "...and removes the veth from the bridge" test -z "$(ip -n $RUN-node -o link show master cni2 2>/dev/null)"
+        check "podman rm" pm_quiet rm "$RUN-pm1"
+        check "...leaves no pod namespace" test -z "$(ls -A "$PM/run/netns" 2>/dev/null)"
+    fi
+    pm_cleanup
+    check "no podman process of this run is left" test -z "$(pm_processes)"
+    check "no cgroup of it is left" test -z "$(find /sys/fs/cgroup -type d -path "*/$RUN-pm*" 2>/dev/null)"
+    check "the machine's podman directories are as they were" test "$(ls -la $pm_machine_dirs 2>&1)" = "$pm_machine_before"
 fi
 check "the machine's /etc/cni and /opt/cni are as they were" test "$(ls -la /etc/cni /opt/cni 2>&1)" = "$machine_cni_dirs"
 finish
