@@ -8,7 +8,7 @@ CONFDIR        ?= /etc/cni/net.d
 RELEASE_BIN    := .build/release/bridge-ipam
 
 # Build: libmnl. Tests, demo and bench: namespaces, ping, jq, the reference plugins, python3.
-BUILD_DEPS     := libmnl-dev libnftnl-dev pkg-config
+BUILD_DEPS     := libmnl-dev libnftnl-dev pkg-config libstdc++-12-dev gcc
 RUN_DEPS       := iproute2 iputils-ping jq containernetworking-plugins python3 procps nftables
 # Real clients in the tests: libcni (built from Debian's sources with Go), containerd, and a CRI
 # client (Python gRPC) driving containerd's CRI plugin as kubelet does, and podman (CNI backend).
@@ -16,7 +16,7 @@ TEST_DEPS      := golang-go golang-github-appc-cni-dev containerd runc busybox-s
                   python3-grpcio python3-grpc-tools podman
 BENCH_DEPS     := gcc libc6-dev iptables
 
-.PHONY: all build deps unit-test integration-test test demo demo-node bench install uninstall clean
+.PHONY: all build static-libs deps unit-test integration-test test demo demo-node bench install uninstall clean
 
 all: build
 
@@ -34,11 +34,29 @@ deps:
 # directories beside the binary first).
 # Warnings are errors in every build (Swift and the C shim), so a warning cannot land unseen.
 SWIFT_WERROR   := -Xswiftc -warnings-as-errors -Xcc -Werror
+# libstdc++ (which the Swift runtime needs), libgcc and libnftnl are linked statically too: the
+# dynamic loader otherwise resolves ~2000 libstdc++ symbols on every start, half of the plugin's
+# user-space instructions (VERSION: 2.48M instructions -> 0.57M, ADD: 3.55M -> 1.63M, measured
+# with callgrind). Debian ships libstdc++.a and libnftnl.a but no libmnl.a, so libmnl stays
+# shared. The archives are reached through a directory holding only them, searched first.
+# --no-export-dynamic undoes the runtime's -export-dynamic: nothing looks our symbols up.
+# Concrete generic types (an array of tuples, a dictionary of our own types) get metadata
+# accessors that call the runtime directly instead of demangling a type name on first use: the
+# demangler was 42% of an ADD's instructions (ADD 1.44M -> 1.06M, DEL 0.73M -> 0.52M).
+STATIC_LIBS    := $(CURDIR)/.build/static-libs
 SWIFT_RELEASE  := -c release --static-swift-stdlib --disable-local-rpath -Xswiftc -Xclang-linker -Xswiftc -no-pie \
+                  -Xlinker -L$(STATIC_LIBS) -Xswiftc -Xclang-linker -Xswiftc -static-libgcc -Xlinker --no-export-dynamic \
+                  -Xswiftc -Xfrontend -Xswiftc -disable-concrete-type-metadata-mangled-name-accessors \
                   $(SWIFT_WERROR)
 
-build: deps
+build: deps static-libs
 	$(SWIFT) build $(SWIFT_RELEASE)
+
+static-libs:
+	@mkdir -p $(STATIC_LIBS)
+	@ln -sf "$$(gcc -print-file-name=libstdc++.a)" $(STATIC_LIBS)/libstdc++.a
+	@ln -sf "$$(pkg-config --variable=libdir libnftnl)/libnftnl.a" $(STATIC_LIBS)/libnftnl.a
+	@for a in $(STATIC_LIBS)/*.a; do [ -e "$$a" ] || { echo "missing static library: $$a"; exit 1; }; done
 
 unit-test: deps
 	$(SWIFT) test $(SWIFT_WERROR)
