@@ -70,40 +70,47 @@ fi
 echo "== containerd: ctr run --cni"
 CTRD=$RUN_DIR/containerd
 SOCK=$CTRD/containerd.sock
+ctrd_pid=
+# Processes given this run's socket (containerd's shims). The pattern is read from a file so
+# that grep's own command line does not match.
+ctrd_processes() { [ -e "$CTRD/pattern" ] && grep -lsF -f "$CTRD/pattern" /proc/[0-9]*/cmdline | cut -d/ -f3; }
 extra_cleanup() {
     if declare -F pm_cleanup >/dev/null; then pm_cleanup; fi
-    [ -S "$SOCK" ] || return 0
-    local t
+    [ -n "$ctrd_pid" ] || return 0
+    local t pid
     for t in $(ctr -a "$SOCK" tasks ls -q 2>/dev/null); do ctr -a "$SOCK" tasks kill -s KILL "$t" 2>/dev/null; done
     sleep 0.5
-    pkill -f "containerd --config $CTRD/config.toml" 2>/dev/null
-    sleep 0.5
+    kill "$ctrd_pid" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$ctrd_pid" 2>/dev/null || break; sleep 0.1; done
+    for pid in $(ctrd_processes); do kill -9 "$pid" 2>/dev/null; done
+    ctrd_pid=
 }
-# ctr takes its CNI configuration from /etc/cni/net.d and /opt/cni/bin. It runs in a private
-# mount namespace where overlays add those directories, bound to this test's own, so nothing
-# of the machine's /etc or /opt is read or written.
-ctr_private() {
-    unshare -m --propagation private bash -c '
+# containerd and ctr run in the node's namespace and in one private mount namespace (that of
+# containerd) in which /run is the run's own directory, /etc, /opt and /var/lib are overlays
+# whose upper halves are the run's, and /etc/cni/net.d and /opt/cni/bin (where `ctr run --cni`
+# looks) are bound to this test's: shim sockets, libcni's cache and containerd's opt directory
+# never reach the machine's.
+ctr_private() { nsenter -t "$ctrd_pid" -m -n ctr -a "$SOCK" "$@"; }
+if ! command -v containerd >/dev/null || ! command -v runc >/dev/null; then
+    skip "containerd: containerd or runc is not installed"
+else
+    mkdir -p "$CTRD/run"
+    printf '%s\n' "$SOCK" >"$CTRD/pattern"
+    printf 'version = 2\nroot = "%s/root"\nstate = "%s/state"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "%s"\n' \
+        "$CTRD" "$CTRD" "$SOCK" >"$CTRD/config.toml"
+    # nsenter, not `ip netns exec`: the latter remounts /sys and hides the cgroup mounts runc needs.
+    nsenter --net=/run/netns/$RUN-node unshare -m --propagation private sh -c '
         set -e
-        for d in etc opt; do
+        mount --bind "$0/run" /run
+        for d in etc opt var/lib; do
             mkdir -p "$0/overlay/$d/upper" "$0/overlay/$d/work"
             mount -t overlay overlay -o "lowerdir=/$d,upperdir=$0/overlay/$d/upper,workdir=$0/overlay/$d/work" "/$d"
         done
         mkdir -p /etc/cni/net.d /opt/cni/bin
         mount --bind "$1" /etc/cni/net.d
         mount --bind "$2" /opt/cni/bin
-        shift 3
-        exec nsenter --net="/run/netns/$RUN-node" ctr -a "$SOCK" "$@"' "$CTRD" "$NETD" "$PLUGIN_DIR" -- "$@"
-}
-export RUN SOCK
-if ! command -v containerd >/dev/null || ! command -v runc >/dev/null; then
-    skip "containerd: containerd or runc is not installed"
-else
-    mkdir -p "$CTRD"
-    printf 'version = 2\nroot = "%s/root"\nstate = "%s/state"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "%s"\n' \
-        "$CTRD" "$CTRD" "$SOCK" >"$CTRD/config.toml"
-    # nsenter, not `ip netns exec`: the latter remounts /sys and hides the cgroup mounts runc needs.
-    nsenter --net=/run/netns/$RUN-node containerd --config "$CTRD/config.toml" >"$CTRD/containerd.log" 2>&1 &
+        exec containerd --config "$0/config.toml"' "$CTRD" "$NETD" "$PLUGIN_DIR" >"$CTRD/containerd.log" 2>&1 &
+    ctrd_pid=$!
     for _ in $(seq 50); do ctr -a "$SOCK" version >/dev/null 2>&1 && break; sleep 0.1; done
     if ! ctr -a "$SOCK" version >/dev/null 2>&1; then
         skip "containerd: the daemon did not start: $(tail -2 "$CTRD/containerd.log" | tr '\n' ' ')"
@@ -220,4 +227,6 @@ JSON
     check "the machine's podman directories are as they were" test "$(ls -la $pm_machine_dirs 2>&1)" = "$pm_machine_before"
 fi
 check "the machine's /etc/cni and /opt/cni are as they were" test "$(ls -la /etc/cni /opt/cni 2>&1)" = "$machine_cni_dirs"
+check "the machine's /var/lib/cni, /run/containerd and /opt/containerd hold nothing of this run" \
+    test -z "$(find /var/lib/cni /run/containerd /opt/containerd 2>/dev/null | grep -E "ctrnet|bipm|chain|bit-1|$RUN")"
 finish
