@@ -16,7 +16,7 @@ TEST_DEPS      := golang-go golang-github-appc-cni-dev containerd runc busybox-s
                   python3-grpcio python3-grpc-tools podman
 BENCH_DEPS     := gcc libc6-dev iptables
 
-.PHONY: all build static-libs deps unit-test integration-test test demo demo-node bench install uninstall clean
+.PHONY: all build static-libs hot-symbols deps unit-test integration-test test demo demo-node bench install uninstall clean
 
 all: build
 
@@ -43,14 +43,25 @@ SWIFT_WERROR   := -Xswiftc -warnings-as-errors -Xcc -Werror
 # Concrete generic types (an array of tuples, a dictionary of our own types) get metadata
 # accessors that call the runtime directly instead of demangling a type name on first use: the
 # demangler was 42% of an ADD's instructions (ADD 1.44M -> 1.06M, DEL 0.73M -> 0.52M).
+# lld links the functions a pod event runs next to each other (build/hot-symbols.txt, made by
+# `make hot-symbols`): fewer page faults and a smaller peak RSS (see scripts/hot-symbols.sh).
 STATIC_LIBS    := $(CURDIR)/.build/static-libs
 SWIFT_RELEASE  := -c release --static-swift-stdlib --disable-local-rpath -Xswiftc -Xclang-linker -Xswiftc -no-pie \
                   -Xlinker -L$(STATIC_LIBS) -Xswiftc -Xclang-linker -Xswiftc -static-libgcc -Xlinker --no-export-dynamic \
                   -Xswiftc -Xfrontend -Xswiftc -disable-concrete-type-metadata-mangled-name-accessors \
+                  -Xswiftc -use-ld=lld -Xlinker --symbol-ordering-file=$(CURDIR)/build/hot-symbols.txt \
+                  -Xlinker --no-warn-symbol-ordering \
                   $(SWIFT_WERROR)
 
 build: deps static-libs
 	$(SWIFT) build $(SWIFT_RELEASE)
+
+# Profiles the plugin's verbs (callgrind, in namespaces) and rewrites build/hot-symbols.txt;
+# the next build links with the new order.
+hot-symbols: build
+	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) valgrind binutils"
+	bash scripts/hot-symbols.sh
+	rm -f $(RELEASE_BIN)  # SwiftPM does not see the list change: relink on the next build
 
 static-libs:
 	@mkdir -p $(STATIC_LIBS)
