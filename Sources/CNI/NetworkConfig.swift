@@ -44,7 +44,8 @@ public struct NetworkConfig: Sendable {
 
     /// Decodes and validates stdin. Undecodable JSON is code 6, a wrong cniVersion code 1,
     /// anything else wrong code 7 naming the field.
-    public static func parse(_ bytes: [UInt8]) throws(CNIError) -> NetworkConfig {
+    /// `subnetFileOptional` (DEL): an unreadable `ipam.subnetFile` leaves the ranges empty.
+    public static func parse(_ bytes: [UInt8], subnetFileOptional: Bool = false) throws(CNIError) -> NetworkConfig {
         let object = try decodeObject(bytes)
         let fields = ConfigFields(object)
         let versionText = try fields.string("cniVersion")
@@ -98,7 +99,7 @@ public struct NetworkConfig: Sendable {
         guard let ipamFields = try fields.nested("ipam") else {
             throw fields.invalid("ipam", "is required (e.g. {\"type\": \"host-local\", \"subnet\": \"10.244.1.0/24\"}, or {} for layer 2 only)")
         }
-        let ipam = try IPAMConfig.parse(ipamFields)
+        let ipam = try IPAMConfig.parse(ipamFields, subnetFileOptional: subnetFileOptional)
         // Results before 0.3.0 hold one ip4 and one ip6 block: a second address of a family would be
         // leased and configured but never reported. Refused before anything is allocated, as host-local does.
         if version < .v0_3_0 && ipam.maxAddressesPerFamily > 1 {
@@ -208,7 +209,7 @@ public struct IPAMConfig: Sendable {
         return max(v4, rangeSets.count - v4)
     }
 
-    static func parse(_ fields: ConfigFields) throws(CNIError) -> IPAMConfig {
+    static func parse(_ fields: ConfigFields, subnetFileOptional: Bool = false) throws(CNIError) -> IPAMConfig {
         if fields.object.isEmpty { return .layer2Only }
         let type = try fields.requiredString("type")
         var config = IPAMConfig(type: type, rangeSets: [], routes: [], dataDir: defaultDataDir, resolvConf: nil, clusterCIDR: nil)
@@ -239,7 +240,11 @@ public struct IPAMConfig: Sendable {
         var clusterCIDR = try fields.cidr("clusterCIDR")
         if let path = try fields.string("subnetFile") {
             guard config.rangeSets.isEmpty else { throw fields.invalid("subnetFile", "cannot be combined with subnet or ranges") }
-            let node = try NodeSubnet.read(path, field: fields.name("subnetFile"))
+            let node: NodeSubnet
+            do { node = try NodeSubnet.read(path, field: fields.name("subnetFile")) } catch {
+                if subnetFileOptional { return config }  // DEL finds leases by owner, not by range
+                throw error
+            }
             let range: IPRange
             do { range = try IPRange(subnet: node.subnet, gateway: node.gateway) } catch {
                 throw fields.invalid("subnetFile", "\(path): \(error)")
