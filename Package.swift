@@ -5,12 +5,13 @@ import PackageDescription
 //   CNetlinkShim  C: libmnl plus the few things Swift cannot call (macros, GNU-only setns)
 //   Addresses     IP addresses and networks, shared by the layers above
 //   Netlink       typed links / addresses / routes / sysctls / namespaces over libmnl
-//   CNFTNL        libnftnl (system library); NFTables: the ipMasq rule through it
+//   CNFTNL        libnftnl (system library); NFTables: the ipMasq and macspoofchk rules through it
 //   JSON          a small JSON value type (keeps Foundation out of the plugin: ~0.6 ms per run)
 //   IPAM          host-local compatible allocation and on-disk leases; no netlink
 //   CNI           the spec's environment, config, result and error types
 //   BridgePlugin  ADD / DEL / CHECK / VERSION / GC / STATUS
 //   ClusterRoutes `bridge-ipam routes sync`: one route per other node's pod subnet
+//   CProcessStart C: argv for the Swift runtime without its /proc/self/maps scan at start-up
 //   bridge-ipam   a thin main: the CNI plugin, or the node command when given arguments
 let package = Package(
     name: "bridge-ipam",
@@ -22,21 +23,23 @@ let package = Package(
             name: "CNetlinkShim",
             linkerSettings: [.linkedLibrary("mnl")]
         ),
-        .systemLibrary(name: "CNFTNL", pkgConfig: "libnftnl", providers: [.apt(["libnftnl-dev"])]),
+        .systemLibrary(name: "CNFTNL", providers: [.apt(["libnftnl-dev"])]),
         .target(name: "Addresses"),
         .target(name: "Netlink", dependencies: ["CNetlinkShim", "Addresses"]),
-        .target(name: "NFTables", dependencies: ["CNFTNL", "Addresses", "Netlink"]),
+        .target(name: "NFTables", dependencies: ["CNFTNL", "Addresses", "Netlink"], linkerSettings: [.linkedLibrary("nftnl")]),
         .target(name: "JSON"),
         .target(name: "IPAM", dependencies: ["Addresses"]),
         .target(name: "CNI", dependencies: ["Addresses", "JSON", "IPAM"]),
         .target(name: "BridgePlugin", dependencies: ["Addresses", "CNI", "IPAM", "JSON", "Netlink", "NFTables"]),
         .target(name: "ClusterRoutes", dependencies: ["Addresses", "JSON", "Netlink"]),
-        .executableTarget(name: "bridge-ipam", dependencies: ["BridgePlugin", "ClusterRoutes"]),
+        // Linked only into the executable: hands argv to the Swift runtime (see argv.c).
+        .target(name: "CProcessStart"),
+        .executableTarget(name: "bridge-ipam", dependencies: ["BridgePlugin", "ClusterRoutes", "CProcessStart"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "AddressesTests", dependencies: ["Addresses"]),
         .testTarget(name: "IPAMTests", dependencies: ["Addresses", "IPAM"]),
         .testTarget(name: "ClusterRoutesTests", dependencies: ["Addresses", "ClusterRoutes"]),
-        .testTarget(name: "NFTablesTests", dependencies: ["Addresses", "NFTables"]),
+        .testTarget(name: "NFTablesTests", dependencies: ["Addresses", "NFTables", "Netlink"]),
         .testTarget(name: "NetlinkTests", dependencies: ["Addresses", "CNetlinkShim", "Netlink", "NFTables"]),
         .testTarget(name: "CNITests", dependencies: ["Addresses", "CNI", "JSON", "IPAM"]),
     ]

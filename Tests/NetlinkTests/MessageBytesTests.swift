@@ -109,7 +109,7 @@ private func mac(_ last: UInt8) -> MACAddress { MACAddress(bytes: [2, 0, 0, 0, 0
         let fake = FakeTransport()
         try socket(fake).batch { batch in
             NetlinkSocket.setAlias(index: 9, name: "veth1", alias: "bridge-ipam podnet ctr eth0", to: &batch)
-            NetlinkSocket.setHairpin(index: 9, name: "veth1", to: &batch)
+            NetlinkSocket.setBridgePort(index: 9, name: "veth1", BridgePortSettings(hairpin: true), to: &batch)
         }
         let expected = Wire.message(
             type: UInt16(RTM_NEWLINK), flags: request, sequence: 1000,
