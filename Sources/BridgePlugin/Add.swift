@@ -22,23 +22,19 @@ struct Add {
         var previous: CNIResult?
         if let prev = config.prevResult { previous = try CNIResult.parse(prev) }
 
-        let home: NetworkNamespace, pod: NetworkNamespace
-        do {
-            home = try NetworkNamespace.current()
-            pod = try NetworkNamespace(path: environment.netns)
-        } catch { throw .namespace(error) }
-        guard !pod.isSame(as: home) else {
+        let pod: any NamespaceNetwork
+        switch try context.namespaces.pod(at: environment.netns) {
+        case .opened(let opened): pod = opened
+        case .missing(let error): throw error
+        case .node:
             throw CNIError(.invalidNamespace, "CNI_NETNS \(environment.netns) is the node's own network namespace",
                            details: "refusing to move \(environment.ifname) out of the node")
         }
-        let podSocket = try netlink { () throws(NetlinkError) in try pod.openSocket(returningTo: home) }
-        let node = try netlink { () throws(NetlinkError) in try NetlinkSocket() }
+        let node = try context.namespaces.node()
         // Cheap here, and it keeps a duplicate ADD from touching IPAM at all.
-        if try netlink({ () throws(NetlinkError) in try podSocket.link(named: environment.ifname) }) != nil {
-            throw interfaceExists()
-        }
+        if try pod.link(named: environment.ifname) != nil { throw interfaceExists() }
 
-        let bridgeControl = Bridge(socket: node, config: config)
+        let bridgeControl = Bridge(node: node, config: config)
         let existingBridge = try bridgeControl.inspect()
 
         let ipam = context.ipam
@@ -57,36 +53,44 @@ struct Add {
                 }, on: bridge)
             }
             let podMAC = requests.mac ?? .random()
-            let veth = try createVeth(node: node, podSocket: podSocket, pod: pod, bridge: bridge, podMAC: podMAC)
+            let veth = try createVeth(node: node, pod: pod, bridge: bridge, podMAC: podMAC)
             hostVeth = veth.name
             // GC finds host ends by their alias; the kernel ignores one in the creating request.
             // The bridge port flags go in the same datagram.
             let alias = HostVethTag(network: config.name, owner: context.owner).alias
             let port = BridgePortSettings(hairpin: config.hairpinMode ? true : nil, isolated: config.portIsolation ? true : nil)
-            try netlink { () throws(NetlinkError) in
-                try node.batch { batch in
-                    if let alias { NetlinkSocket.setAlias(index: veth.index, name: veth.name, alias: alias, to: &batch) }
-                    NetlinkSocket.setBridgePort(index: veth.index, name: veth.name, port, to: &batch)
-                }
-            }
+            try node.tagBridgePort(index: veth.index, name: veth.name, alias: alias, port: port)
             if let spoofCheck {
                 try spoofCheck.add(owner: context.owner, hostInterface: veth.name, mac: podMAC)
                 spoofRuleAdded = true
             }
             let routes = podRoutes(outcome)
             let hasIPv6 = outcome.ips.contains { $0.address.address.family == .v6 }
-            if hasIPv6 { try prepareIPv6(pod: pod, home: home) }
-            try configurePod(podSocket, index: veth.peerIndex, outcome: outcome, routes: routes)
-            if hasIPv6 && config.enableDAD { try waitForDuplicateAddressDetection(podSocket, index: veth.peerIndex) }
+            if hasIPv6 { try prepareIPv6(pod) }
+            try pod.configure(InterfaceSetup(
+                index: veth.peerIndex, name: environment.ifname, up: !config.disableContainerInterface,
+                addresses: outcome.ips.map(\.address), addressOptions: AddressOptions(skipDuplicateDetection: !config.enableDAD),
+                routes: routes))
+            if hasIPv6 && config.enableDAD { try waitForDuplicateAddressDetection(pod, index: veth.peerIndex) }
             return result(previous: previous, bridge: bridge, veth: veth, podMAC: podMAC, outcome: outcome, routes: routes)
                 .json(version: config.cniVersion, versionText: config.cniVersionText)
         } catch {
-            if let hostVeth { _ = try? node.deleteLink(named: hostVeth) }
-            if spoofRuleAdded { try? spoofCheck?.remove(owner: context.owner) }
-            try? ipam.delete(owner: context.owner) { (remaining) throws(CNIError) in
-                try masquerade?.removeIfUnused(remainingLeases: remaining)
+            // Undo in reverse; what cannot be undone is named in the error rather than dropped.
+            var leftBehind: [String] = []
+            if let hostVeth {
+                do throws(CNIError) { try node.deleteLink(named: hostVeth) } catch { leftBehind.append("host veth \(hostVeth): \(error.reason)") }
             }
-            throw error
+            if spoofRuleAdded, let spoofCheck {
+                do throws(CNIError) { try spoofCheck.remove(owner: context.owner) } catch { leftBehind.append("macspoofchk rule: \(error.reason)") }
+            }
+            do throws(CNIError) {
+                try ipam.delete(owner: context.owner) { (remaining) throws(CNIError) in
+                    try masquerade?.removeIfUnused(remainingLeases: remaining)
+                }
+            } catch {
+                leftBehind.append("lease: \(error.reason)")
+            }
+            throw error.addingRollbackFailures(leftBehind)
         }
     }
 
@@ -96,22 +100,17 @@ struct Add {
     }
 
     /// Creates the pair with the pod end inside the pod; retries on a host-name collision.
-    private func createVeth(node: NetlinkSocket, podSocket: NetlinkSocket, pod: NetworkNamespace, bridge: Link,
+    private func createVeth(node: any NamespaceNetwork, pod: any NamespaceNetwork, bridge: Link,
                             podMAC: MACAddress) throws(CNIError) -> (name: String, index: Int32, mac: MACAddress, peerIndex: Int32) {
         let mtu = config.mtu.map(UInt32.init) ?? bridge.mtu
         for _ in 0..<8 {
-            var pair = VethPair(name: Add.hostVethName(), mac: .random(), peerName: environment.ifname, peerMAC: podMAC,
-                                peerNamespaceFD: pod.fd, mtu: mtu == 0 ? nil : mtu, master: bridge.index)
+            let pair = VethPair(name: Add.hostVethName(), mac: .random(), peerName: environment.ifname, peerMAC: podMAC,
+                                peerNamespaceFD: pod.descriptor, mtu: mtu == 0 ? nil : mtu, master: bridge.index)
             // The kernel echoes the new link: its index and IFLA_LINK, the peer's index in the pod.
-            let created: CreatedVeth
-            do {
-                created = try node.createVethPair(pair)
-            } catch where error.isExists {
-                if (try? podSocket.link(named: environment.ifname)) != nil { throw interfaceExists() }
-                pair.name = ""
+            guard let created = try node.createVethPair(pair) else {
+                // A name exists: the pod's (another ADD won the race) or, rarely, the host end's.
+                if (try? pod.link(named: environment.ifname)) != nil { throw interfaceExists() }
                 continue
-            } catch {
-                throw .netlink(error)
             }
             return (pair.name, created.index, pair.mac, created.peerIndex)
         }
@@ -153,32 +152,18 @@ struct Add {
     /// duplicate address detection off unless `enabledad` (so the link-local address needs no
     /// DAD either; the pod's own addresses also carry IFA_F_NODAD).
     @available(*, noasync)
-    private func prepareIPv6(pod: NetworkNamespace, home: NetworkNamespace) throws(CNIError) {
-        let ifname = environment.ifname, enableDAD = config.enableDAD
-        let failure = try netlink { () throws(NetlinkError) in
-            try pod.perform(returningTo: home) { () -> NetlinkError? in
-                do throws(NetlinkError) {
-                    for name in ["lo", ifname] where Sysctl.read(Sysctl.ipv6Key(interface: name, "disable_ipv6")) != "0" {
-                        try Sysctl.ensure(Sysctl.ipv6Key(interface: name, "disable_ipv6"), "0")
-                    }
-                } catch { return error }
-                // Best effort, as in the reference: NODAD on the addresses is what counts.
-                if enableDAD { try? Sysctl.ensure(Sysctl.ipv6Key(interface: ifname, "enhanced_dad"), "1") }
-                try? Sysctl.ensure(Sysctl.ipv6Key(interface: ifname, "accept_dad"), enableDAD ? "1" : "0")
-                return nil
-            }
-        }
-        if let failure {
-            throw CNIError(.netlinkFailure, "cannot enable IPv6 on \(ifname) in \(environment.netns)", details: failure.description)
+    private func prepareIPv6(_ pod: any NamespaceNetwork) throws(CNIError) {
+        do { try pod.prepareIPv6(interface: environment.ifname, enableDAD: config.enableDAD) } catch {
+            throw CNIError(.netlinkFailure, "cannot enable IPv6 on \(environment.ifname) in \(environment.netns)", details: error.reason)
         }
     }
 
     /// With `enabledad`, as the reference: ADD returns once the pod's IPv6 addresses have left
     /// the tentative state (at most 10 s), and fails when one turns out to be a duplicate.
-    private func waitForDuplicateAddressDetection(_ socket: NetlinkSocket, index: Int32) throws(CNIError) {
+    private func waitForDuplicateAddressDetection(_ pod: any NamespaceNetwork, index: Int32) throws(CNIError) {
         var delay = timespec(tv_sec: 0, tv_nsec: 10_000_000)
         for _ in 0..<1000 {
-            let addresses = try netlink { () throws(NetlinkError) in try socket.addresses(index: index) }
+            let addresses = try pod.addresses(index: index)
             if let duplicate = addresses.first(where: \.isDuplicate) {
                 throw CNIError(.addressUnavailable, "duplicate address detection found \(duplicate.network) in use on the pod network",
                                details: "another host on the bridge answers for it; the lease is released")
@@ -187,27 +172,6 @@ struct Add {
             nanosleep(&delay, nil)
         }
         throw CNIError(.netlinkFailure, "the pod's IPv6 addresses were still tentative 10 s after ADD configured them (enabledad)")
-    }
-
-    /// Inside the pod, in one netlink datagram: the interface up (unless
-    /// `disableContainerInterface`), arp_notify, addresses, then routes. The kernel handles the
-    /// messages in order, so each gateway is on a connected network by the time its route arrives.
-    private func configurePod(_ socket: NetlinkSocket, index: Int32, outcome: IPAMOutcome, routes: [Route]) throws(CNIError) {
-        let name = environment.ifname
-        let addressOptions = AddressOptions(skipDuplicateDetection: !config.enableDAD)
-        let up = !config.disableContainerInterface
-        try netlink { () throws(NetlinkError) in
-            try socket.batch { batch in
-                if up { NetlinkSocket.setLink(index: index, name: name, up: true, to: &batch) }
-                guard !outcome.ips.isEmpty else { return }
-                // Announce the new address with gratuitous ARP when the link comes up, as the reference does.
-                NetlinkSocket.setIPv4Setting(.arpNotify, value: 1, index: index, name: name, to: &batch)
-                for ip in outcome.ips { NetlinkSocket.addAddress(ip.address, index: index, options: addressOptions, to: &batch) }
-                for route in routes {
-                    NetlinkSocket.addRoute(RouteEntry(destination: route.dst, gateway: route.gw, outputInterface: index), to: &batch)
-                }
-            }
-        }
     }
 
     private func result(previous: CNIResult?, bridge: Link, veth: (name: String, index: Int32, mac: MACAddress, peerIndex: Int32),

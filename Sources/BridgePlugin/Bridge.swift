@@ -8,13 +8,13 @@ import Addresses
 
 /// The node bridge: created when missing, brought up, and given the pods' gateway addresses.
 struct Bridge {
-    let socket: NetlinkSocket
+    let node: any NamespaceNetwork
     let config: NetworkConfig
 
     /// The bridge if it exists, refusing a device of that name that is not a bridge. Read-only:
     /// ADD calls it before allocating, so a misnamed bridge changes nothing on the node.
     func inspect() throws(CNIError) -> Link? {
-        guard let link = try netlink({ () throws(NetlinkError) in try socket.link(named: config.bridge) }) else { return nil }
+        guard let link = try node.link(named: config.bridge) else { return nil }
         guard link.kind == "bridge" else {
             throw CNIError(.bridgeConflict, "\(link.name) exists but is not a bridge (it is \(link.kind.map { "a \($0)" } ?? "a device without link kind"))",
                            details: "set \"bridge\" in the config to another name, or remove \(link.name)")
@@ -26,13 +26,8 @@ struct Bridge {
     /// `existing` is what `inspect` found.
     func ensure(existing: Link?) throws(CNIError) -> Link {
         if let existing { return try repair(existing) }
-        do {
-            try socket.createBridge(name: config.bridge, mac: .random(), mtu: config.mtu.map(UInt32.init))
-        } catch where error.isExists {
-            // Another ADD created it between our look-up and our request: use theirs.
-        } catch {
-            throw .netlink(error)
-        }
+        // False: another ADD created it between our look-up and our request; we use theirs.
+        _ = try node.createBridge(name: config.bridge, mac: .random(), mtu: config.mtu.map(UInt32.init))
         guard let link = try inspect() else {
             throw CNIError(.bridgeConflict, "bridge \(config.bridge) vanished right after it was created")
         }
@@ -42,9 +37,7 @@ struct Bridge {
     private func repair(_ link: Link) throws(CNIError) -> Link {
         let wantPromiscuous = config.promiscMode && !link.isPromiscuous
         if !link.isUp || wantPromiscuous {
-            try netlink { () throws(NetlinkError) in
-                try socket.setLink(index: link.index, name: link.name, up: true, promiscuous: wantPromiscuous ? true : nil)
-            }
+            try node.setLink(index: link.index, name: link.name, up: true, promiscuous: wantPromiscuous ? true : nil)
         }
         return link
     }
@@ -56,7 +49,7 @@ struct Bridge {
     /// their gateway for about 2 s (the bridge's first port brings its carrier up, then DAD runs).
     func ensureGateways(_ gateways: [IPNetwork], on bridge: Link) throws(CNIError) {
         guard !gateways.isEmpty else { return }
-        let existing = try netlink { () throws(NetlinkError) in try socket.addresses(index: bridge.index) }
+        let existing = try node.addresses(index: bridge.index)
         for gateway in gateways {
             if existing.contains(where: { $0.network == gateway }) { continue }
             let conflicting = existing.filter {
@@ -68,15 +61,10 @@ struct Bridge {
                     throw CNIError(.bridgeConflict, "bridge \(bridge.name) already has address \(other.network), not the gateway \(gateway)",
                                    details: "set \"forceAddress\": true to replace it, or use another bridge")
                 }
-                try netlink { () throws(NetlinkError) in try socket.deleteAddress(other.network, index: bridge.index) }
+                try node.deleteAddress(other.network, index: bridge.index)
             }
-            try netlink { () throws(NetlinkError) in try socket.addAddress(gateway, index: bridge.index, options: AddressOptions(skipDuplicateDetection: true), tolerateExisting: true) }
+            try node.addAddress(gateway, index: bridge.index, options: AddressOptions(skipDuplicateDetection: true), tolerateExisting: true)
         }
-        if gateways.contains(where: { $0.address.family == .v4 }) {
-            try netlink { () throws(NetlinkError) in try Sysctl.ensure("net.ipv4.ip_forward", "1") }
-        }
-        if gateways.contains(where: { $0.address.family == .v6 }) {
-            try netlink { () throws(NetlinkError) in try Sysctl.ensure("net.ipv6.conf.all.forwarding", "1") }
-        }
+        try node.enableForwarding(ipv4: gateways.contains { $0.address.family == .v4 }, ipv6: gateways.contains { $0.address.family == .v6 })
     }
 }

@@ -27,22 +27,22 @@ struct Check {
         let podIPs = expected.ips.filter { $0.interface == podIndex }
         guard !podIPs.isEmpty || config.ipam.isLayer2Only else { throw failed("prevResult has no address for \(environment.ifname)") }
 
-        let home: NetworkNamespace, pod: NetworkNamespace
-        do {
-            home = try NetworkNamespace.current()
-            pod = try NetworkNamespace(path: environment.netns)
-        } catch { throw .namespace(error) }
-        let podSocket = try netlink { () throws(NetlinkError) in try pod.openSocket(returningTo: home) }
-        let node = try netlink { () throws(NetlinkError) in try NetlinkSocket() }
+        let pod: any NamespaceNetwork
+        switch try context.namespaces.pod(at: environment.netns) {
+        case .opened(let opened): pod = opened
+        case .missing(let error): throw error
+        case .node: throw CNIError(.invalidNamespace, "CNI_NETNS \(environment.netns) is the node's own network namespace")
+        }
+        let node = try context.namespaces.node()
 
         // The pod side.
-        guard let link = try netlink({ () throws(NetlinkError) in try podSocket.link(named: environment.ifname) }) else {
+        guard let link = try pod.link(named: environment.ifname) else {
             throw failed("interface \(environment.ifname) not found in \(environment.netns)")
         }
         if !podInterface.mac.isEmpty, let mac = link.mac, mac != MACAddress(podInterface.mac) {
             throw failed("interface \(environment.ifname) has MAC \(mac), prevResult says \(podInterface.mac)")
         }
-        let addresses = try netlink { () throws(NetlinkError) in try podSocket.addresses(index: link.index) }
+        let addresses = try pod.addresses(index: link.index)
         for ip in podIPs where !addresses.contains(where: { $0.network == ip.address }) {
             throw failed("address \(ip.address) missing on \(environment.ifname)",
                          details: "found: \(addresses.map(\.network.description).joined(separator: ", "))")
@@ -50,7 +50,7 @@ struct Check {
         for family in [IPAddress.Family.v4, .v6] {
             let wanted = expected.routes.filter { $0.dst.address.family == family }
             guard !wanted.isEmpty else { continue }
-            let table = try netlink { () throws(NetlinkError) in try podSocket.routes(family: family) }
+            let table = try pod.routes(family: family)
             for route in wanted where !table.contains(where: { $0.destination == route.dst && (route.gw == nil || $0.gateway == route.gw) }) {
                 throw failed("route \(route.dst)\(route.gw.map { " via \($0)" } ?? "") missing in \(environment.netns)")
             }
@@ -84,7 +84,7 @@ struct Check {
         }
 
         // The node side.
-        guard let bridge = try netlink({ () throws(NetlinkError) in try node.link(named: config.bridge) }) else {
+        guard let bridge = try node.link(named: config.bridge) else {
             throw failed("bridge \(config.bridge) not found")
         }
         guard bridge.kind == "bridge" else { throw failed("\(config.bridge) is not a bridge") }
@@ -92,7 +92,7 @@ struct Check {
         // The host end is the pod interface's veth peer (chained plugins may list host
         // interfaces of their own, such as bandwidth's ifb device: those are theirs to check).
         guard let peerIndex = link.peerIndex,
-              let veth = try netlink({ () throws(NetlinkError) in try node.link(index: peerIndex) }) else {
+              let veth = try node.link(index: peerIndex) else {
             throw failed("the host end of \(environment.ifname)'s veth pair is missing")
         }
         guard expected.interfaces.contains(where: { $0.name == veth.name && $0.sandbox == nil }) else {

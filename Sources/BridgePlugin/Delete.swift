@@ -18,20 +18,10 @@ struct Delete {
         }
         if context.config.macSpoofCheck { try MacSpoofCheck(network: context.config.name).remove(owner: context.owner) }
         guard !environment.netns.isEmpty else { return }
-        let home: NetworkNamespace, pod: NetworkNamespace
-        do {
-            home = try NetworkNamespace.current()
-            pod = try NetworkNamespace(path: environment.netns)
-        } catch {
-            switch error {
-            case .cannotOpen(_, let e) where error.isGone || e == 22 /* EINVAL */: return
-            case .notANamespace: return  // a leftover mount point: the namespace is gone
-            default: throw .namespace(error)
-            }
+        switch try context.namespaces.pod(at: environment.netns) {
+        case .opened(let pod): try pod.deleteLink(named: environment.ifname)
+        case .missing: return  // the namespace is gone, and its interfaces with it
+        case .node: return  // never delete an interface of the node itself
         }
-        // Never delete an interface of the node itself.
-        guard !pod.isSame(as: home) else { return }
-        let socket = try netlink { () throws(NetlinkError) in try pod.openSocket(returningTo: home) }
-        _ = try netlink { () throws(NetlinkError) in try socket.deleteLink(named: environment.ifname) }
     }
 }

@@ -25,7 +25,17 @@ extension CNIError {
     }
 }
 
-/// Runs `body`, turning a netlink error into its CNI error.
-func netlink<T>(_ body: () throws(NetlinkError) -> T) throws(CNIError) -> T {
-    do { return try body() } catch { throw .netlink(error) }
+extension CNIError {
+    /// This error with what a rollback could not undo added to its details, so that the runtime
+    /// (and whoever reads its log) learns what was left behind.
+    func addingRollbackFailures(_ failures: [String]) -> CNIError {
+        guard !failures.isEmpty else { return self }
+        var error = self
+        let note = "rollback left behind: " + failures.joined(separator: "; ")
+        error.details = details.isEmpty ? note : details + "; " + note
+        return error
+    }
+
+    /// The cause without the code: the lower layer's own text when there is one.
+    var reason: String { details.isEmpty ? msg : details }
 }

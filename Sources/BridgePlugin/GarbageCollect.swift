@@ -21,18 +21,18 @@ struct GarbageCollect {
         var failures: [String] = []
         if config.ipam.isBuiltIn { releaseLeases(valid: valid, failures: &failures) }
         // Host veths of attachments the runtime no longer lists (their pods may still exist).
-        do {
-            let socket = try NetlinkSocket()
-            for link in try socket.links() {
+        do throws(CNIError) {
+            let node = try context.namespaces.node()
+            for link in try node.links() {
                 guard let tag = link.alias.flatMap(HostVethTag.init(alias:)), tag.network == config.name,
                       !valid.contains(where: { $0.containerID == tag.owner.containerID && $0.ifname == tag.owner.ifname }) else { continue }
-                do { try socket.deleteLink(index: link.index, name: link.name) } catch { failures.append(error.description) }
+                do throws(CNIError) { try node.deleteLink(index: link.index, name: link.name) } catch { failures.append(error.reason) }
             }
         } catch {
-            failures.append(error.description)
+            failures.append(error.reason)
         }
         if config.macSpoofCheck {
-            do throws(CNIError) { try MacSpoofCheck(network: config.name).removeAll(except: valid) } catch { failures.append(error.description) }
+            do throws(CNIError) { try MacSpoofCheck(network: config.name).removeAll(except: valid) } catch { failures.append(error.reason) }
         }
         if !failures.isEmpty {
             throw CNIError(.ioFailure, "GC could not release \(failures.count) lease(s) or rule(s)", details: failures.joined(separator: "; "))
@@ -61,7 +61,7 @@ struct GarbageCollect {
                 do { remaining = try store.leases().count } catch { throw CNIError.store(error) }
                 try Masquerade(config: config).removeIfUnused(remainingLeases: remaining)
             } catch {
-                failures.append(error.description)
+                failures.append(error.reason)
             }
         }
     }

@@ -57,6 +57,15 @@ struct Context {
     let environment: Environment
     let config: NetworkConfig
     let stdin: [UInt8]
+    /// The node's and the pod's network namespaces: the kernel's, or a test's fakes.
+    let namespaces: any Namespaces
+
+    init(environment: Environment, config: NetworkConfig, stdin: [UInt8], namespaces: any Namespaces = KernelNamespaces()) {
+        self.environment = environment
+        self.config = config
+        self.stdin = stdin
+        self.namespaces = namespaces
+    }
 
     var owner: LeaseOwner { LeaseOwner(containerID: environment.containerID, ifname: environment.ifname) }
 

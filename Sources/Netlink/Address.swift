@@ -15,6 +15,8 @@ public struct InterfaceAddress: Sendable, Equatable {
     public var isTentative: Bool { flags & UInt32(IFA_F_TENTATIVE) != 0 }
     /// Duplicate address detection found another node using the address.
     public var isDuplicate: Bool { flags & UInt32(IFA_F_DADFAILED) != 0 }
+
+    public init(index: Int32, network: IPNetwork, flags: UInt32 = 0) { self.index = index; self.network = network; self.flags = flags }
 }
 
 /// How a new address is added.

@@ -23,6 +23,13 @@ public struct Link: Sendable, Equatable {
     public var isUp: Bool { flags & UInt32(IFF_UP) != 0 }
     public var isPromiscuous: Bool { flags & UInt32(IFF_PROMISC) != 0 }
 
+    /// A link as a test's fake kernel describes it.
+    public init(index: Int32, name: String, flags: UInt32 = 0, mtu: UInt32 = 1500, mac: MACAddress? = nil, master: Int32? = nil,
+                kind: String? = nil, peerIndex: Int32? = nil, alias: String? = nil) {
+        self.index = index; self.name = name; self.flags = flags; self.mtu = mtu; self.mac = mac; self.master = master
+        self.kind = kind; self.peerIndex = peerIndex; self.alias = alias
+    }
+
     init(_ message: NetlinkMessage) {
         let info = message.header(as: ifinfomsg.self)
         let attrs = message.attributes
@@ -42,6 +49,8 @@ public struct Link: Sendable, Equatable {
 public struct CreatedVeth: Sendable, Equatable {
     public let index: Int32
     public let peerIndex: Int32
+
+    public init(index: Int32, peerIndex: Int32) { self.index = index; self.peerIndex = peerIndex }
 }
 
 /// What a new veth pair looks like; the peer can be created straight inside another namespace.
