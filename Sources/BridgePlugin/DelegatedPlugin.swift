@@ -8,8 +8,10 @@ import JSON
 /// our stdin and environment (with CNI_COMMAND set to the verb), its stdout read back.
 struct DelegatedPlugin {
     let type: String
-    let searchPath: [String]
+    let environment: Environment
     let stdin: [UInt8]
+
+    var searchPath: [String] { environment.path }
 
     func executablePath() throws(CNIError) -> String {
         guard !type.contains("/"), !type.isEmpty else {
@@ -38,10 +40,10 @@ struct DelegatedPlugin {
         posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
         posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
 
-        var environment = currentEnvironment().filter { !$0.hasPrefix("CNI_COMMAND=") }
-        environment.append("CNI_COMMAND=\(command.rawValue)")
+        var variables = environment.variables
+        variables["CNI_COMMAND"] = command.rawValue
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup(path), nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
 
         var pid: pid_t = 0
@@ -83,16 +85,6 @@ struct DelegatedPlugin {
     private func failure(_ what: String) -> CNIError {
         CNIError(.delegateFailure, "cannot run IPAM plugin \(type): \(what) failed", details: String(cString: strerror(errno)))
     }
-}
-
-func currentEnvironment() -> [String] {
-    var result: [String] = []
-    var pointer = environ
-    while let entry = pointer.pointee {
-        result.append(String(cString: entry))
-        pointer += 1
-    }
-    return result
 }
 
 /// A pipe whose ends are not inherited by spawned children (they get dup2'd copies only),

@@ -22,7 +22,7 @@ enum IPAMBackend {
         if config.ipam.isBuiltIn {
             self = .builtIn(config.ipam, network: config.name)
         } else {
-            self = .delegated(DelegatedPlugin(type: config.ipam.type, searchPath: environment.path, stdin: stdin))
+            self = .delegated(DelegatedPlugin(type: config.ipam.type, environment: environment, stdin: stdin))
         }
     }
 

@@ -34,7 +34,11 @@ public struct NetworkConfig: Sendable {
     /// Decodes and validates stdin. Undecodable JSON is code 6, a wrong cniVersion code 1,
     /// anything else wrong code 7 naming the field.
     public static func parse(_ bytes: [UInt8]) throws(CNIError) -> NetworkConfig {
-        let object = try decodeObject(bytes)
+        try parse(object: try decodeObject(bytes))
+    }
+
+    /// Validates a config already decoded with `decodeObject`.
+    public static func parse(object: JSONObject) throws(CNIError) -> NetworkConfig {
         let fields = ConfigFields(object)
         let versionText = try fields.string("cniVersion")
         let version = try CNIVersion.from(config: versionText)
@@ -109,7 +113,7 @@ public struct NetworkConfig: Sendable {
         return try ConfigFields(try decodeObject(bytes)).string("cniVersion")
     }
 
-    static func decodeObject(_ bytes: [UInt8]) throws(CNIError) -> JSONObject {
+    public static func decodeObject(_ bytes: [UInt8]) throws(CNIError) -> JSONObject {
         let value: JSONValue
         do { value = try JSONValue.parse(bytes) } catch {
             throw CNIError(.decodeFailure, "the network configuration on stdin is not valid JSON", details: error.description)

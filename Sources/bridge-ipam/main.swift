@@ -14,6 +14,19 @@ if arguments.first == "routes" {
     exit(2)
 }
 
+/// The process environment, read once: the plugin takes it as an argument from here on.
+func processEnvironment() -> [String: String] {
+    var variables: [String: String] = [:]
+    var entry = environ
+    while let pointer = entry.pointee {
+        entry += 1
+        guard let equals = strchr(pointer, 0x3D) else { continue }
+        let key = String(decoding: UnsafeRawBufferPointer(start: pointer, count: equals - pointer), as: UTF8.self)
+        if variables[key] == nil { variables[key] = String(cString: equals + 1) }  // getenv's choice
+    }
+    return variables
+}
+
 /// Reads all of stdin (the network configuration).
 func readStandardInput() -> [UInt8] {
     var bytes: [UInt8] = []
@@ -27,13 +40,18 @@ func readStandardInput() -> [UInt8] {
     return bytes
 }
 
-let outcome = Plugin.run(stdin: readStandardInput())
-var text = Array(outcome.stdout.utf8)
-var written = 0
-while written < text.count {
-    let n = text.withUnsafeBytes { write(1, $0.baseAddress! + written, $0.count - written) }
-    if n < 0 && errno == EINTR { continue }
-    if n <= 0 { break }
-    written += n
+func writeOut(_ text: String) {
+    let bytes = Array(text.utf8)
+    var written = 0
+    while written < bytes.count {
+        let n = bytes.withUnsafeBytes { write(1, $0.baseAddress! + written, $0.count - written) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { break }
+        written += n
+    }
 }
+
+let environment = processEnvironment()
+let outcome = Plugin.run(environment: environment, stdin: readStandardInput())
+writeOut(outcome.stdout)
 exit(outcome.exitCode)
