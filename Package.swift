@@ -11,6 +11,7 @@ import PackageDescription
 //   CNI           the spec's environment, config, result and error types
 //   BridgePlugin  ADD / DEL / CHECK / VERSION / GC / STATUS
 //   ClusterRoutes `bridge-ipam routes sync`: one route per other node's pod subnet
+//   CBuildInfo    C: the version and git commit fixed at build time
 //   bridge-ipam   a thin main: the CNI plugin, or the node command when given arguments
 let package = Package(
     name: "bridge-ipam",
@@ -23,6 +24,7 @@ let package = Package(
             linkerSettings: [.linkedLibrary("mnl")]
         ),
         .systemLibrary(name: "CNFTNL", pkgConfig: "libnftnl", providers: [.apt(["libnftnl-dev"])]),
+        .target(name: "CBuildInfo"),
         .target(name: "Addresses"),
         .target(name: "Netlink", dependencies: ["CNetlinkShim", "Addresses"]),
         .target(name: "NFTables", dependencies: ["CNFTNL", "Addresses", "Netlink"]),
@@ -31,7 +33,7 @@ let package = Package(
         .target(name: "CNI", dependencies: ["Addresses", "JSON", "IPAM"]),
         .target(name: "BridgePlugin", dependencies: ["Addresses", "CNI", "IPAM", "JSON", "Netlink", "NFTables"]),
         .target(name: "ClusterRoutes", dependencies: ["Addresses", "JSON", "Netlink"]),
-        .executableTarget(name: "bridge-ipam", dependencies: ["BridgePlugin", "ClusterRoutes"]),
+        .executableTarget(name: "bridge-ipam", dependencies: ["BridgePlugin", "ClusterRoutes", "CNI", "CBuildInfo"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "AddressesTests", dependencies: ["Addresses"]),
         .testTarget(name: "IPAMTests", dependencies: ["Addresses", "IPAM"]),
