@@ -14,10 +14,10 @@ public enum Plugin {
     }
 
     /// Runs the verb named by `environment` (the process's variables, read once by `main`) on
-    /// the configuration in `stdin`.
+    /// the configuration in `stdin`. With `logFile` in the config, the invocation is logged.
     @available(*, noasync, message: "the plugin enters network namespaces and must stay on one thread")
     public static func run(environment variables: [String: String], stdin: [UInt8]) -> Outcome {
-        // VERSION reads nothing but the input's cniVersion.
+        // VERSION reads nothing but the input's cniVersion, and is not logged.
         if variables["CNI_COMMAND"] == Command.version.rawValue {
             do throws(CNIError) {
                 return Outcome(stdout: try version(stdin: stdin).serialized() + "\n", exitCode: 0)
@@ -25,12 +25,21 @@ public enum Plugin {
                 return failure(error, cniVersion: CNIVersion.latest.description)
             }
         }
+        let started = InvocationLog.Instant.now()
         let object: Result<JSONObject, CNIError>
         do throws(CNIError) { object = .success(try NetworkConfig.decodeObject(stdin)) } catch { object = .failure(error) }
-        return perform(variables, config: object, stdin: stdin).0
+        // A config whose log settings are themselves invalid fails below with code 7, unlogged.
+        let log = (try? object.get()).flatMap { try? LogSettings.parse(config: $0) }
+        let (outcome, reply) = perform(variables, config: object, stdin: stdin)
+        if let log {
+            InvocationLog(settings: log).record(
+                InvocationLog.Invocation(variables: variables, network: (try? object.get())?["name"]?.stringValue,
+                                         stdin: stdin, stdout: outcome.stdout, reply: reply, started: started))
+        }
+        return outcome
     }
 
-    /// How a verb ended.
+    /// How a verb ended, for the log.
     enum Reply {
         case done
         case result(JSONValue)

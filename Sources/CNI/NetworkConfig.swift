@@ -28,6 +28,8 @@ public struct NetworkConfig: Sendable {
     public var validAttachments: [LeaseOwner]?
     /// The whole object as received, for delegated IPAM plugins.
     public var raw: JSONObject
+    /// `logFile`, `logLevel`, `logMaxSize`: the invocation log, off when nil.
+    public var log: LogSettings?
 
     public static let defaultBridge = "cni0"
 
@@ -104,7 +106,8 @@ public struct NetworkConfig: Sendable {
             runtimeConfig: try fields.object("runtimeConfig") ?? JSONObject(),
             prevResult: fields.value("prevResult"),
             validAttachments: validAttachments,
-            raw: object)
+            raw: object,
+            log: try LogSettings.parse(fields))
     }
 
     /// Only the `cniVersion` of stdin, for VERSION (which must not validate anything else).

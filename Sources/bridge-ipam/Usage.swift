@@ -24,6 +24,7 @@ enum Usage {
           configuration (JSON, e.g. conf/bridge-ipam.conf) on stdin. The plugin prints the result
           of ADD (or the supported versions for VERSION) on stdout and exits 0; on failure it
           prints a CNI error {"cniVersion","code","msg","details"} on stdout and exits 1.
+          With "logFile" in the configuration, every invocation is logged there.
 
         On a node:
           bridge-ipam routes sync --cluster FILE [--node NAME] [--dry-run]
