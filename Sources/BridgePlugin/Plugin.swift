@@ -25,13 +25,14 @@ public enum Plugin {
                 return failure(error, cniVersion: CNIVersion.latest.description)
             }
         }
-        let started = InvocationLog.Instant.now()
         let object: Result<JSONObject, CNIError>
         do throws(CNIError) { object = .success(try NetworkConfig.decodeObject(stdin)) } catch { object = .failure(error) }
-        // A config whose log settings are themselves invalid fails below with code 7, unlogged.
+        // Read before the environment is validated, so that such errors are logged too. A config
+        // whose log settings are themselves invalid fails below with code 7, unlogged.
         let log = (try? object.get()).flatMap { try? LogSettings.parse(config: $0) }
+        let started = log.map { _ in InvocationLog.Start.now() }
         let (outcome, reply) = perform(variables, config: object, stdin: stdin)
-        if let log {
+        if let log, let started {
             InvocationLog(settings: log).record(
                 InvocationLog.Invocation(variables: variables, network: (try? object.get())?["name"]?.stringValue,
                                          stdin: stdin, stdout: outcome.stdout, reply: reply, started: started))

@@ -121,6 +121,20 @@ func lines(_ text: String?) -> [Substring] { (text ?? "").split(separator: "\n")
         #expect(InvocationLog.value("naïve") == "\"naïve\"")
     }
 
+    @Test func timesAreUTCWithMilliseconds() {
+        #expect(InvocationLog.utc(timespec(tv_sec: 0, tv_nsec: 0)) == "1970-01-01T00:00:00.000Z")
+        #expect(InvocationLog.utc(timespec(tv_sec: 1_700_000_000, tv_nsec: 123_456_789)) == "2023-11-14T22:13:20.123Z")
+        #expect(InvocationLog.utc(timespec(tv_sec: 1_709_208_000, tv_nsec: 999_999_999)) == "2024-02-29T12:00:00.999Z")
+        // Seconds about every 116 days from 1970 to 2128 agree with gmtime_r.
+        for seconds in stride(from: 0, to: 5_000_000_000, by: 9_999_937) {
+            var t = seconds, parts = tm()
+            gmtime_r(&t, &parts)
+            let expected = "\(parts.tm_year + 1900)-\(InvocationLog.padded(Int(parts.tm_mon) + 1, to: 2))-\(InvocationLog.padded(Int(parts.tm_mday), to: 2))T"
+                + "\(InvocationLog.padded(Int(parts.tm_hour), to: 2)):\(InvocationLog.padded(Int(parts.tm_min), to: 2)):\(InvocationLog.padded(Int(parts.tm_sec), to: 2)).000Z"
+            #expect(InvocationLog.utc(timespec(tv_sec: seconds, tv_nsec: 0)) == expected)
+        }
+    }
+
     @Test func addressesAreReadFromResultsOfEveryVersion() throws {
         let current = try JSONValue.parse(Array(#"{"ips":[{"address":"10.244.1.2/24"},{"address":"fd00::2/64"}]}"#.utf8))
         let old = try JSONValue.parse(Array(#"{"ip4":{"ip":"10.244.1.2/24"},"ip6":{"ip":"fd00::2/64"}}"#.utf8))
