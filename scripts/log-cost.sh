@@ -3,7 +3,7 @@
 # measured three ways on a node namespace of its own (not part of `make test`):
 #   1. user-space instructions (valgrind --tool=callgrind; insensitive to machine load),
 #   2. system calls (strace -f -c),
-#   3. wall time, interleaved runs (medians; noisy on a loaded machine).
+#   3. wall and CPU time, interleaved runs (medians; noisy on a loaded machine).
 # Usage (root): bash scripts/log-cost.sh [CALLGRIND_RUNS [WALL_RUNS]]
 source "$(dirname "$0")/lib.sh"
 CG_RUNS=${1:-5}
@@ -59,25 +59,29 @@ for m in $MODES; do
     printf '  %-6s %4d calls  %s\n' $m "$total" "${more%, }"
 done
 
-echo "== wall time per ADD, spawn to exit (median of $WALL_RUNS, interleaved)"
+echo "== wall and CPU time per ADD, spawn to exit (medians of $WALL_RUNS, interleaved; CPU = user + system from wait4)"
 ip netns exec $RUN-node python3 - "$PLUGIN_DIR" "$RUN" "$WALL_RUNS" "$OFF" "$INFO" "$DEBUG" <<'PY'
 import os, subprocess, sys, time, statistics
 plugin_dir, run, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 confs = dict(zip(["off", "info", "debug"], [c.encode() for c in sys.argv[4:7]]))
-times = {m: [] for m in confs}
-def call(verb, conf):
-    env = {"CNI_COMMAND": verb, "CNI_CONTAINERID": "cost", "CNI_NETNS": f"/run/netns/{run}-pod", "CNI_IFNAME": "eth0", "CNI_PATH": plugin_dir}
+wall = {m: [] for m in confs}
+cpu = {m: [] for m in confs}
+env = {"CNI_CONTAINERID": "cost", "CNI_NETNS": f"/run/netns/{run}-pod", "CNI_IFNAME": "eth0", "CNI_PATH": plugin_dir}
+def add(mode):
     t = time.perf_counter_ns()
-    p = subprocess.run([plugin_dir + "/bridge-ipam"], input=conf, env=env, capture_output=True)
-    if p.returncode: sys.exit(f"{verb} failed: {p.stdout!r}")
-    return time.perf_counter_ns() - t
+    p = subprocess.Popen([plugin_dir + "/bridge-ipam"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=dict(env, CNI_COMMAND="ADD"))
+    p.stdin.write(confs[mode]); p.stdin.close()
+    out = p.stdout.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    wall[mode].append(time.perf_counter_ns() - t)
+    cpu[mode].append((usage.ru_utime + usage.ru_stime) * 1e9)
+    if status: sys.exit(f"ADD failed: {out!r}")
+    subprocess.run([plugin_dir + "/bridge-ipam"], input=confs[mode], env=dict(env, CNI_COMMAND="DEL"), capture_output=True, check=True)
 for i in range(runs):
     for m in (["off", "info", "debug"] if i % 2 else ["debug", "info", "off"]):
-        times[m].append(call("ADD", confs[m]))
-        call("DEL", confs[m])
-base = statistics.median(times["off"])
-for m, t in times.items():
-    med = statistics.median(t)
-    print(f"  {m:6s} {med / 1e6:7.3f} ms" + ("" if m == "off" else f"  {100 * (med - base) / base:+.2f}%"))
+        add(m)
+for name, d in (("wall", wall), ("CPU", cpu)):
+    base = statistics.median(d["off"])
+    print(f"  {name:4s} " + "  ".join(f"{m} {statistics.median(t) / 1e6:.3f} ms" + ("" if m == "off" else f" ({100 * (statistics.median(t) - base) / base:+.1f}%)") for m, t in d.items()))
 PY
 finish

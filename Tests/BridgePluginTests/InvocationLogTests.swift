@@ -52,9 +52,9 @@ func lines(_ text: String?) -> [Substring] { (text ?? "").split(separator: "\n")
         let r = run(addVariables, text)
         let log = lines(scratch.read("plugin.log"))
         #expect(log.count == 1)
-        let escapedStdin = InvocationLog.value(text)
+        let escapedStdin = value(text)
         #expect(escapedStdin.contains("\\n"))
-        #expect(log.first?.contains(" stdin=\(escapedStdin) stdout=\(InvocationLog.value(String(r.stdout.dropLast())))") == true)
+        #expect(log.first?.contains(" stdin=\(escapedStdin) stdout=\(value(String(r.stdout.dropLast())))") == true)
     }
 
     @Test func invalidLogSettingsAreCode7() {
@@ -113,25 +113,33 @@ func lines(_ text: String?) -> [Substring] { (text ?? "").split(separator: "\n")
     }
 
     @Test func valuesWithSpacesQuotesOrControlCharactersAreQuotedAndEscaped() {
-        #expect(InvocationLog.value("eth0") == "eth0")
-        #expect(InvocationLog.value("") == "\"\"")
-        #expect(InvocationLog.value("a b") == "\"a b\"")
-        #expect(InvocationLog.value("k=v") == "\"k=v\"")
-        #expect(InvocationLog.value("say \"hi\"\\\n\t\u{1}") == #""say \"hi\"\\\n\t\u0001""#)
-        #expect(InvocationLog.value("naïve") == "\"naïve\"")
+        #expect(value("eth0") == "eth0")
+        #expect(value("") == "\"\"")
+        #expect(value("a b") == "\"a b\"")
+        #expect(value("k=v") == "\"k=v\"")
+        #expect(value("say \"hi\"\\\n\t\u{1}") == #""say \"hi\"\\\n\t\u0001""#)
+        #expect(value("naïve") == "\"naïve\"")
     }
 
     @Test func timesAreUTCWithMilliseconds() {
-        #expect(InvocationLog.utc(timespec(tv_sec: 0, tv_nsec: 0)) == "1970-01-01T00:00:00.000Z")
-        #expect(InvocationLog.utc(timespec(tv_sec: 1_700_000_000, tv_nsec: 123_456_789)) == "2023-11-14T22:13:20.123Z")
-        #expect(InvocationLog.utc(timespec(tv_sec: 1_709_208_000, tv_nsec: 999_999_999)) == "2024-02-29T12:00:00.999Z")
+        #expect(utc(timespec(tv_sec: 0, tv_nsec: 0)) == "1970-01-01T00:00:00.000Z")
+        #expect(utc(timespec(tv_sec: 1_700_000_000, tv_nsec: 123_456_789)) == "2023-11-14T22:13:20.123Z")
+        #expect(utc(timespec(tv_sec: 1_709_208_000, tv_nsec: 999_999_999)) == "2024-02-29T12:00:00.999Z")
         // Seconds about every 116 days from 1970 to 2128 agree with gmtime_r.
         for seconds in stride(from: 0, to: 5_000_000_000, by: 9_999_937) {
             var t = seconds, parts = tm()
             gmtime_r(&t, &parts)
-            let expected = "\(parts.tm_year + 1900)-\(InvocationLog.padded(Int(parts.tm_mon) + 1, to: 2))-\(InvocationLog.padded(Int(parts.tm_mday), to: 2))T"
-                + "\(InvocationLog.padded(Int(parts.tm_hour), to: 2)):\(InvocationLog.padded(Int(parts.tm_min), to: 2)):\(InvocationLog.padded(Int(parts.tm_sec), to: 2)).000Z"
-            #expect(InvocationLog.utc(timespec(tv_sec: seconds, tv_nsec: 0)) == expected)
+            let expected = "\(parts.tm_year + 1900)-\(padded(Int(parts.tm_mon) + 1, to: 2))-\(padded(Int(parts.tm_mday), to: 2))T"
+                + "\(padded(Int(parts.tm_hour), to: 2)):\(padded(Int(parts.tm_min), to: 2)):\(padded(Int(parts.tm_sec), to: 2)).000Z"
+            #expect(utc(timespec(tv_sec: seconds, tv_nsec: 0)) == expected)
+        }
+    }
+
+    @Test func numbersArePaddedDecimals() {
+        for (n, width, text) in [(0, 1, "0"), (7, 3, "007"), (1234, 2, "1234"), (-5, 1, "-5"), (Int.max, 1, String(Int.max)), (Int.min, 1, String(Int.min))] {
+            var line = LogLine()
+            line.append(n, width: width)
+            #expect(line.text == text)
         }
     }
 
@@ -148,4 +156,21 @@ extension String {
         guard let i = firstIndex(of: target) else { return self }
         return String(self[..<i]) + replacement + String(self[index(after: i)...])
     }
+}
+
+func value(_ text: String) -> String {
+    var line = LogLine()
+    line.appendValue(text)
+    return line.text
+}
+
+func utc(_ t: timespec) -> String {
+    var line = LogLine()
+    line.appendUTC(t)
+    return line.text
+}
+
+func padded(_ n: Int, to width: Int) -> String {
+    let digits = String(n)
+    return String(repeating: "0", count: max(0, width - digits.count)) + digits
 }
