@@ -52,7 +52,9 @@ public enum Plugin {
         var versionText = (try? object.get())?["cniVersion"]?.stringValue ?? CNIVersion.latest.description
         do throws(CNIError) {
             let environment = try Environment.parse(variables)
-            let config = try NetworkConfig.parse(object: try object.get())
+            // DEL must clean up also when the node's subnet file is gone (e.g. /run after a
+            // reboot, before its agent rewrote it): it releases leases by owner, not by range.
+            let config = try NetworkConfig.parse(object: try object.get(), subnetFileOptional: environment.command == .del)
             versionText = config.cniVersionText
             let context = Context(environment: environment, config: config, stdin: stdin)
             switch environment.command {
