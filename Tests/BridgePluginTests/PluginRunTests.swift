@@ -121,6 +121,16 @@ func with(_ variables: [String: String], _ changes: [String: String?]) -> [Strin
         #expect(scratch.read("stdin") == stdin)
     }
 
+    @Test func aDelegatedIPAMPluginThatDoesNotReadItsStdinCannotKillUs() {
+        let scratch = Scratch()
+        defer { scratch.remove() }
+        // Exits at once; the config is larger than a pipe's buffer, so our write meets EPIPE.
+        scratch.write("fake-ipam", #"#!/bin/sh\#necho '{"cniVersion":"1.1.0","code":11,"msg":"busy"}'\#nexit 1\#n"#, mode: 0o755)
+        let stdin = #"{"cniVersion":"1.1.0","name":"podnet","type":"bridge-ipam","padding":"\#(String(repeating: "x", count: 256 * 1024))","ipam":{"type":"fake-ipam"}}"#
+        let r = run(with(addVariables, ["CNI_COMMAND": "DEL", "CNI_PATH": scratch.path]), stdin)
+        #expect(r.json?["code"]?.intValue == 11)
+    }
+
     @Test func aDelegatedIPAMPluginsErrorIsPassedOn() {
         let scratch = Scratch()
         defer { scratch.remove() }
