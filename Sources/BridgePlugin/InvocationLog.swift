@@ -22,7 +22,8 @@ struct InvocationLog {
         let monotonic: timespec
 
         static func now() -> Start {
-            var wall = timespec(), monotonic = timespec()
+            var wall = timespec()
+            var monotonic = timespec()
             clock_gettime(CLOCK_REALTIME, &wall)
             clock_gettime(CLOCK_MONOTONIC, &monotonic)
             return Start(wall: wall, monotonic: monotonic)
@@ -62,26 +63,35 @@ struct InvocationLog {
         let v = invocation.variables
         var line = LogLine()
         line.appendUTC(invocation.started.wall)
-        line.append(" pid="); line.append(Int(getpid()))
-        line.append(" "); line.appendValue(v["CNI_COMMAND"] ?? "-")
-        line.append(" container="); line.appendValue(v["CNI_CONTAINERID"] ?? "")
-        line.append(" netns="); line.appendValue(v["CNI_NETNS"] ?? "")
-        line.append(" ifname="); line.appendValue(v["CNI_IFNAME"] ?? "")
-        if let network = invocation.network { line.append(" network="); line.appendValue(network) }
+        line.append(" pid=")
+        line.append(Int(getpid()))
+        line.field(" ", v["CNI_COMMAND"] ?? "-")
+        line.field(" container=", v["CNI_CONTAINERID"] ?? "")
+        line.field(" netns=", v["CNI_NETNS"] ?? "")
+        line.field(" ifname=", v["CNI_IFNAME"] ?? "")
+        if let network = invocation.network {
+            line.field(" network=", network)
+        }
         switch invocation.reply {
         case .done: line.append(" ok")
-        case .result(let result): line.append(" ok ips="); line.appendValue(addresses(in: result).joined(separator: ","))
+        case .result(let result): line.field(" ok ips=", addresses(in: result).joined(separator: ","))
         case .failed(let error):
-            line.append(" error code="); line.append(error.code)
-            line.append(" msg="); line.appendValue(error.msg)
-            if !error.details.isEmpty { line.append(" details="); line.appendValue(error.details) }
+            line.append(" error code=")
+            line.append(error.code)
+            line.field(" msg=", error.msg)
+            if !error.details.isEmpty {
+                line.field(" details=", error.details)
+            }
         }
         let microseconds = max(elapsed, 0) / 1000
-        line.append(" duration="); line.append(microseconds / 1000)
-        line.append("."); line.append(microseconds % 1000, width: 3); line.append("ms")
+        line.append(" duration=")
+        line.append(microseconds / 1000)
+        line.append(".")
+        line.append(microseconds % 1000, width: 3)
+        line.append("ms")
         if level == .debug {
-            line.append(" stdin="); line.appendValue(invocation.stdin)
-            line.append(" stdout="); line.appendValue(invocation.stdout.utf8.last == 0x0A ? invocation.stdout.utf8.dropLast() : invocation.stdout.utf8[...])
+            line.field(" stdin=", invocation.stdin)
+            line.field(" stdout=", invocation.stdout.utf8.last == 0x0A ? invocation.stdout.utf8.dropLast() : invocation.stdout.utf8[...])
         }
         line.append("\n")
         return line

@@ -23,7 +23,8 @@ struct LogLine {
     mutating func append(_ n: Int, width: Int = 1) {
         if n < 0 { bytes.append(0x2D) }
         let m = n.magnitude
-        var divisor: UInt = 1, digits = 1
+        var divisor: UInt = 1
+        var digits = 1
         while m / divisor >= 10 {
             divisor *= 10
             digits += 1
@@ -46,11 +47,11 @@ struct LogLine {
         bytes.append(0x22)
         for byte in text {
             switch byte {
-            case 0x22, 0x5C: bytes += [0x5C, byte]      // \" \\
-            case 0x0A: bytes += [0x5C, 0x6E]            // \n
-            case 0x0D: bytes += [0x5C, 0x72]            // \r
-            case 0x09: bytes += [0x5C, 0x74]            // \t
-            case 0..<0x20, 0x7F:                        // \u00XX
+            case 0x22, 0x5C: bytes += [0x5C, byte]  // \" \\
+            case 0x0A: bytes += [0x5C, 0x6E]  // \n
+            case 0x0D: bytes += [0x5C, 0x72]  // \r
+            case 0x09: bytes += [0x5C, 0x74]  // \t
+            case 0..<0x20, 0x7F:  // \u00XX
                 bytes += [0x5C, 0x75, 0x30, 0x30, LogLine.hex[Int(byte >> 4)], LogLine.hex[Int(byte & 0xF)]]
             default: bytes.append(byte)
             }
@@ -59,6 +60,14 @@ struct LogLine {
     }
 
     mutating func appendValue(_ text: String) { appendValue(text.utf8) }
+
+    /// ` key=value`: `key` is given with its leading space and `=`.
+    mutating func field<Bytes: Collection<UInt8>>(_ key: StaticString, _ value: Bytes) {
+        append(key)
+        appendValue(value)
+    }
+
+    mutating func field(_ key: StaticString, _ value: String) { field(key, value.utf8) }
 
     private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
 
@@ -77,12 +86,18 @@ struct LogLine {
         let day = dayOfYear - (153 * mp + 2) / 5 + 1
         let month = mp < 10 ? mp + 3 : mp - 9
         append(yearOfEra + era * 400 + (month <= 2 ? 1 : 0))
-        append("-"); append(month, width: 2)
-        append("-"); append(day, width: 2)
-        append("T"); append(secondOfDay / 3600, width: 2)
-        append(":"); append(secondOfDay / 60 % 60, width: 2)
-        append(":"); append(secondOfDay % 60, width: 2)
-        append("."); append(t.tv_nsec / 1_000_000, width: 3)
+        append("-")
+        append(month, width: 2)
+        append("-")
+        append(day, width: 2)
+        append("T")
+        append(secondOfDay / 3600, width: 2)
+        append(":")
+        append(secondOfDay / 60 % 60, width: 2)
+        append(":")
+        append(secondOfDay % 60, width: 2)
+        append(".")
+        append(t.tv_nsec / 1_000_000, width: 3)
         append("Z")
     }
 }
