@@ -40,10 +40,9 @@ struct DelegatedPlugin {
         posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
         posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
 
-        var variables = environment.variables
-        variables["CNI_COMMAND"] = command.rawValue
+        let variables = environment.variables.all.filter { $0.name != "CNI_COMMAND" } + [("CNI_COMMAND", command.rawValue)]
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup(path), nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = variables.map { strdup("\($0.name)=\($0.value)") } + [nil]
         defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
 
         // A plugin that exits without reading all of its stdin must not kill us with SIGPIPE: the

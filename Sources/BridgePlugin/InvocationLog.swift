@@ -39,7 +39,7 @@ struct InvocationLog {
 
     /// Everything one line reports.
     struct Invocation {
-        var variables: [String: String]
+        var variables: EnvironmentVariables
         var network: String?
         var stdin: [UInt8]
         var stdout: String

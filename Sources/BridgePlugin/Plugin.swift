@@ -16,7 +16,7 @@ public enum Plugin {
     /// Runs the verb named by `environment` (the process's variables, read once by `main`) on
     /// the configuration in `stdin`. With `logFile` in the config, the invocation is logged.
     @available(*, noasync, message: "the plugin enters network namespaces and must stay on one thread")
-    public static func run(environment variables: [String: String], stdin: [UInt8]) -> Outcome {
+    public static func run(environment variables: EnvironmentVariables, stdin: [UInt8]) -> Outcome {
         // VERSION reads nothing but the input's cniVersion, and is not logged.
         if variables["CNI_COMMAND"] == Command.version.rawValue {
             do throws(CNIError) {
@@ -47,7 +47,7 @@ public enum Plugin {
         case failed(CNIError)
     }
 
-    static func perform(_ variables: [String: String], config object: Result<JSONObject, CNIError>, stdin: [UInt8]) -> (Outcome, Reply) {
+    static func perform(_ variables: EnvironmentVariables, config object: Result<JSONObject, CNIError>, stdin: [UInt8]) -> (Outcome, Reply) {
         // Errors are written in the config's version when it has one.
         var versionText = (try? object.get())?["cniVersion"]?.stringValue ?? CNIVersion.latest.description
         do throws(CNIError) {

@@ -12,7 +12,7 @@ public struct Environment: Sendable, Equatable {
     public var args: [(key: String, value: String)]
     public var path: [String]
     /// Every variable of the invocation as given (delegated plugins are run with them).
-    public var variables: [String: String] = [:]
+    public var variables: EnvironmentVariables = [:]
 
     public static func == (l: Environment, r: Environment) -> Bool {
         l.command == r.command && l.containerID == r.containerID && l.netns == r.netns && l.ifname == r.ifname
@@ -20,7 +20,7 @@ public struct Environment: Sendable, Equatable {
     }
 
     /// Validates the invocation's variables, read once from the process by `main`.
-    public static func parse(_ variables: [String: String]) throws(CNIError) -> Environment {
+    public static func parse(_ variables: EnvironmentVariables) throws(CNIError) -> Environment {
         var environment = try parse { variables[$0] }
         environment.variables = variables
         return environment

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import BridgePlugin
+import CNI
 import ClusterRoutes
 
 // With arguments, the binary is the node tool (`bridge-ipam routes sync ...`, `--version`,
@@ -19,19 +20,6 @@ case "--help", "-h": writeOut(Usage.help); exit(0)
 case let first?:
     writeError("bridge-ipam: unknown argument \(first)\n\(usage)")
     exit(2)
-}
-
-/// The process environment, read once: the plugin takes it as an argument from here on.
-func processEnvironment() -> [String: String] {
-    var variables: [String: String] = [:]
-    var entry = environ
-    while let pointer = entry.pointee {
-        entry += 1
-        guard let equals = strchr(pointer, 0x3D) else { continue }
-        let key = String(decoding: UnsafeRawBufferPointer(start: pointer, count: equals - pointer), as: UTF8.self)
-        if variables[key] == nil { variables[key] = String(cString: equals + 1) }  // getenv's choice
-    }
-    return variables
 }
 
 /// Reads all of stdin (the network configuration).
@@ -58,10 +46,11 @@ func writeOut(_ text: String) {
     }
 }
 
-let environment = processEnvironment()
+// The process's environment, handed to the plugin: nothing below main reads it on its own.
+let environment = EnvironmentVariables.process()
 // A person at a terminal, not a runtime (runtimes always set CNI_COMMAND, and never give the
 // plugin a terminal): say what this is rather than wait on stdin or print only a CNI error.
-if environment["CNI_COMMAND", default: ""].isEmpty && (isatty(0) == 1 || isatty(1) == 1) {
+if (environment["CNI_COMMAND"] ?? "").isEmpty && (isatty(0) == 1 || isatty(1) == 1) {
     writeError(Usage.version + "\n" + Usage.byHand)
     exit(2)
 }

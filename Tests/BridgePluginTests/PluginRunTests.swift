@@ -9,7 +9,7 @@ import CNI
 /// Plugin.run as a runtime drives it, with the environment and stdin given as arguments: the
 /// paths that end before any namespace or netlink work, so no root is needed.
 func run(_ variables: [String: String], _ stdin: String) -> (exitCode: Int32, stdout: String, json: JSONValue?) {
-    let outcome = Plugin.run(environment: variables, stdin: Array(stdin.utf8))
+    let outcome = Plugin.run(environment: EnvironmentVariables(variables), stdin: Array(stdin.utf8))
     return (outcome.exitCode, outcome.stdout, try? JSONValue.parse(Array(outcome.stdout.utf8)))
 }
 
