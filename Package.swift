@@ -44,6 +44,6 @@ let package = Package(
         .testTarget(name: "NFTablesTests", dependencies: ["Addresses", "NFTables", "Netlink"]),
         .testTarget(name: "NetlinkTests", dependencies: ["Addresses", "CNetlinkShim", "Netlink", "NFTables"]),
         .testTarget(name: "CNITests", dependencies: ["Addresses", "CNI", "JSON", "IPAM"]),
-        .testTarget(name: "BridgePluginTests", dependencies: ["BridgePlugin", "CNI", "JSON"]),
+        .testTarget(name: "BridgePluginTests", dependencies: ["BridgePlugin", "Addresses", "CNI", "IPAM", "JSON", "Netlink"]),
     ]
 )

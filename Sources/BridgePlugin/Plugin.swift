@@ -47,7 +47,9 @@ public enum Plugin {
         case failed(CNIError)
     }
 
-    static func perform(_ variables: EnvironmentVariables, config object: Result<JSONObject, CNIError>, stdin: [UInt8]) -> (Outcome, Reply) {
+    /// `namespaces` is the kernel's, or a unit test's fakes.
+    static func perform(_ variables: EnvironmentVariables, config object: Result<JSONObject, CNIError>, stdin: [UInt8],
+                        namespaces: any Namespaces = KernelNamespaces()) -> (Outcome, Reply) {
         // Errors are written in the config's version when it has one.
         var versionText = (try? object.get())?["cniVersion"]?.stringValue ?? CNIVersion.latest.description
         do throws(CNIError) {
@@ -56,7 +58,7 @@ public enum Plugin {
             // reboot, before its agent rewrote it): it releases leases by owner, not by range.
             let config = try NetworkConfig.parse(object: try object.get(), subnetFileOptional: environment.command == .del)
             versionText = config.cniVersionText
-            let context = Context(environment: environment, config: config, stdin: stdin)
+            let context = Context(environment: environment, config: config, stdin: stdin, namespaces: namespaces)
             switch environment.command {
             case .add:
                 let result = try Add(context).run()
