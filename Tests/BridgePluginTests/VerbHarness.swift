@@ -62,15 +62,23 @@ final class VerbHarness {
         return names.sorted()
     }
 
-    /// Whether the network's lease lock is free now: another open file of the lock can take it
-    /// at once (flock locks belong to open files, so this sees a lock held in this very process).
+    /// Whether the network's lease lock is free: another open file of the lock can take it
+    /// (flock locks belong to open files, so this sees a lock held in this very process). Tried
+    /// for up to 2 s: a test running at the same time may be spawning a process, whose copy of
+    /// our descriptors holds the lock until its exec closes them; a lock a verb kept stays held.
     var lockIsFree: Bool {
         let fd = open(scratch.path + "/" + network + "/lock", O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { return true }  // never created: never held
         defer { close(fd) }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { return false }
-        flock(fd, LOCK_UN)
-        return true
+        var pause = timespec(tv_sec: 0, tv_nsec: 10_000_000)
+        for _ in 0..<200 {
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 {
+                flock(fd, LOCK_UN)
+                return true
+            }
+            nanosleep(&pause, nil)
+        }
+        return false
     }
 
     /// The host ends of veths on the node.
