@@ -4,6 +4,7 @@ import PackageDescription
 // Layers, bottom up:
 //   CNetlinkShim  C: libmnl plus the few things Swift cannot call (macros, GNU-only setns)
 //   Addresses     IP addresses and networks, shared by the layers above
+//   SystemIO      whole-file reads with a size cap, writes, the errno-carrying SystemError, trimming
 //   Netlink       typed links / addresses / routes / sysctls / namespaces over libmnl
 //   CNFTNL        libnftnl (system library); NFTables: the ipMasq and macspoofchk rules through it
 //   JSON          a small JSON value type (keeps Foundation out of the plugin: ~0.6 ms per run)
@@ -27,23 +28,25 @@ let package = Package(
         .systemLibrary(name: "CNFTNL", providers: [.apt(["libnftnl-dev"])]),
         .target(name: "CBuildInfo"),
         .target(name: "Addresses"),
-        .target(name: "Netlink", dependencies: ["CNetlinkShim", "Addresses"]),
+        .target(name: "SystemIO"),
+        .target(name: "Netlink", dependencies: ["CNetlinkShim", "Addresses", "SystemIO"]),
         .target(name: "NFTables", dependencies: ["CNFTNL", "Addresses", "Netlink"], linkerSettings: [.linkedLibrary("nftnl")]),
         .target(name: "JSON"),
-        .target(name: "IPAM", dependencies: ["Addresses"]),
+        .target(name: "IPAM", dependencies: ["Addresses", "SystemIO"]),
         .target(name: "CNI", dependencies: ["Addresses", "JSON", "IPAM"]),
-        .target(name: "BridgePlugin", dependencies: ["Addresses", "CNI", "IPAM", "JSON", "Netlink", "NFTables"]),
-        .target(name: "ClusterRoutes", dependencies: ["Addresses", "JSON", "Netlink"]),
+        .target(name: "BridgePlugin", dependencies: ["Addresses", "CNI", "IPAM", "JSON", "Netlink", "NFTables", "SystemIO"]),
+        .target(name: "ClusterRoutes", dependencies: ["Addresses", "JSON", "Netlink", "SystemIO"]),
         // Linked only into the executable: hands argv to the Swift runtime (see argv.c).
         .target(name: "CProcessStart"),
-        .executableTarget(name: "bridge-ipam", dependencies: ["BridgePlugin", "ClusterRoutes", "CNI", "CBuildInfo", "CProcessStart"]),
+        .executableTarget(name: "bridge-ipam", dependencies: ["BridgePlugin", "ClusterRoutes", "CNI", "CBuildInfo", "CProcessStart", "SystemIO"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
+        .testTarget(name: "SystemIOTests", dependencies: ["SystemIO"]),
         .testTarget(name: "AddressesTests", dependencies: ["Addresses"]),
         .testTarget(name: "IPAMTests", dependencies: ["Addresses", "IPAM"]),
         .testTarget(name: "ClusterRoutesTests", dependencies: ["Addresses", "ClusterRoutes"]),
         .testTarget(name: "NFTablesTests", dependencies: ["Addresses", "NFTables", "Netlink"]),
         .testTarget(name: "NetlinkTests", dependencies: ["Addresses", "CNetlinkShim", "Netlink", "NFTables"]),
         .testTarget(name: "CNITests", dependencies: ["Addresses", "CNI", "JSON", "IPAM"]),
-        .testTarget(name: "BridgePluginTests", dependencies: ["BridgePlugin", "Addresses", "CNI", "IPAM", "JSON", "Netlink"]),
+        .testTarget(name: "BridgePluginTests", dependencies: ["BridgePlugin", "Addresses", "CNI", "IPAM", "JSON", "Netlink", "SystemIO"]),
     ]
 )

@@ -1,6 +1,7 @@
 import CNI
 import IPAM
 import Netlink
+import SystemIO
 
 /// How lower layers' errors read to a runtime.
 extension CNIError {
@@ -8,8 +9,8 @@ extension CNIError {
         CNIError(.netlinkFailure, "netlink: \(error.operation) failed", details: error.description)
     }
 
-    static func namespace(_ error: NetworkNamespace.Error) -> CNIError {
-        CNIError(.invalidNamespace, error.description)
+    static func namespace(_ error: SystemError) -> CNIError {
+        CNIError(.invalidNamespace, "cannot use network namespace \(error.path)", details: error.description)
     }
 
     static func store(_ error: SystemError) -> CNIError {

@@ -4,6 +4,7 @@ import Glibc
 import Addresses
 import CNI
 import Netlink
+import SystemIO
 
 /// The real namespaces: the calling thread's (the node's) and the pod's nsfs file, each worked
 /// through a netlink socket opened inside it. The one place where netlink and namespace errors
@@ -12,7 +13,7 @@ final class KernelNamespaces: Namespaces {
     /// The node's namespace, for returning the thread after entering a pod's; opened on first use.
     private var home: NetworkNamespace?
 
-    private func homeNamespace() throws(NetworkNamespace.Error) -> NetworkNamespace {
+    private func homeNamespace() throws(SystemError) -> NetworkNamespace {
         if let home { return home }
         let current = try NetworkNamespace.current()
         home = current
@@ -30,12 +31,9 @@ final class KernelNamespaces: Namespaces {
             home = try homeNamespace()
             pod = try NetworkNamespace(path: path)
         } catch {
-            switch error {
-            // EINVAL: a path the kernel cannot open as a namespace (e.g. a stale bind mount).
-            case .cannotOpen(_, let e) where error.isGone || e == EINVAL: return .missing(.namespace(error))
-            case .notANamespace: return .missing(.namespace(error))  // a leftover mount point
-            default: throw .namespace(error)
-            }
+            // ENOENT: nothing there; EINVAL: not a namespace (any more), e.g. a leftover mount point.
+            if error.errno == ENOENT || error.errno == EINVAL { return .missing(.namespace(error)) }
+            throw .namespace(error)
         }
         guard !pod.isSame(as: home) else { return .node }
         do {

@@ -1,4 +1,5 @@
 import Addresses
+import SystemIO
 /// Hands out addresses from range sets, host-local style: round robin after the last address
 /// handed out, never the gateway, network or broadcast address, one address per range set.
 ///

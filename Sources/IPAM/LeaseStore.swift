@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Addresses
+import SystemIO
 
 /// Who holds an address: the lease file's content.
 public struct LeaseOwner: Hashable, Sendable {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CNetlinkShim
+import SystemIO
 
 /// An open network namespace (a descriptor on its nsfs file).
 ///
@@ -12,40 +13,28 @@ public final class NetworkNamespace {
     public let fd: Int32
     public let path: String
 
-    public enum Error: Swift.Error, CustomStringConvertible, Equatable {
-        case cannotOpen(path: String, errno: Int32)
-        case notANamespace(path: String)
-
-        public var description: String {
-            switch self {
-            case .cannotOpen(let path, let e): return "cannot open network namespace \(path): \(String(cString: strerror(e)))"
-            case .notANamespace(let path): return "\(path) is not a network namespace"
-            }
-        }
-
-        /// The namespace no longer exists (DEL treats that as done).
-        public var isGone: Bool {
-            if case .cannotOpen(_, let e) = self { return e == ENOENT }
-            return false
-        }
-    }
-
     /// Opens the namespace at `path` (e.g. /run/netns/pod1 or /proc/PID/ns/net).
-    public init(path: String) throws(Error) {
+    /// Fails with ENOENT when nothing is there, and EINVAL when it is not a network namespace
+    /// (e.g. a leftover mount point): DEL takes both as "the namespace is gone".
+    public init(path: String) throws(SystemError) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .cannotOpen(path: path, errno: errno) }
+        guard fd >= 0 else { throw SystemError("open network namespace", path: path) }
         var info = statfs()
         // nsfs has magic 0x6e736673; older kernels exposed namespaces on procfs (0x9fa0).
         if fstatfs(fd, &info) == 0, info.f_type != 0x6e73_6673, info.f_type != 0x9fa0 {
             close(fd)
-            throw .notANamespace(path: path)
+            throw NetworkNamespace.notANamespace(path)
         }
         self.fd = fd
         self.path = path
     }
 
+    static func notANamespace(_ path: String) -> SystemError {
+        SystemError("open network namespace", path: path, errno: EINVAL, kernelMessage: "not a network namespace")
+    }
+
     /// The namespace the calling thread is in now.
-    public static func current() throws(Error) -> NetworkNamespace {
+    public static func current() throws(SystemError) -> NetworkNamespace {
         try NetworkNamespace(path: "/proc/thread-self/ns/net")
     }
 

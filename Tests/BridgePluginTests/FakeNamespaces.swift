@@ -4,6 +4,7 @@ import Glibc
 import Addresses
 import CNI
 import Netlink
+import SystemIO
 @testable import BridgePlugin
 
 /// The node's namespace and pods' namespaces in memory: what the verbs see through `Namespaces`,
@@ -44,7 +45,7 @@ final class FakeNamespaces: Namespaces {
     func pod(at path: String) throws(CNIError) -> PodNamespace {
         if nodePaths.contains(path) { return .node }
         guard let pod = pods[path] else {
-            return .missing(.namespace(.cannotOpen(path: path, errno: ENOENT)))
+            return .missing(.namespace(SystemError("open network namespace", path: path, errno: ENOENT)))
         }
         return .opened(pod)
     }
