@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Addresses
 import Netlink
+import SystemIO
 
 /// `bridge-ipam routes sync --cluster FILE [--node NAME] [--dry-run]`: makes this node's main
 /// routing table hold exactly one route per other node's podCIDR, via that node's address.
@@ -30,8 +31,11 @@ public enum RoutesCommand {
             }
         }
         guard let clusterPath else { return fail("--cluster FILE is required\n\(usage)", status: 2) }
-        guard let text = readFile(clusterPath) else {
-            return fail("cannot read cluster file \(clusterPath): \(String(cString: strerror(errno)))")
+        let text: String
+        do throws(SystemError) {
+            text = String(decoding: try FileIO.read(clusterPath, limit: RoutesCommand.clusterFileLimit, regularOnly: false), as: UTF8.self)
+        } catch {
+            return fail("cannot read cluster file \(clusterPath): \(String(cString: strerror(error.errno)))")
         }
         do {
             let cluster = try Cluster.parse(text)
@@ -59,22 +63,11 @@ public enum RoutesCommand {
         return status
     }
 
-    static func readFile(_ path: String) -> String? {
-        guard let file = fopen(path, "re") else { return nil }  // "e": close-on-exec
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = fread(&chunk, 1, chunk.count, file)
-            if n == 0 { break }
-            bytes += chunk[..<n]
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
+    /// `kubectl get nodes -o json` of 5000 nodes is about 60 MB.
+    static let clusterFileLimit = 256 * 1024 * 1024
 }
 
 /// Writes to standard error (fd 2) without touching C's `stderr` global.
 public func writeError(_ text: String) {
-    let bytes = Array(text.utf8)
-    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    try? FileIO.writeAll(2, Array(text.utf8), path: "standard error")
 }

@@ -1,19 +1,14 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SystemIO
 
 /// Node-wide sysctls of the caller's network namespace, through /proc/sys (which follows the
 /// namespace of the process that opens it). Values are read first and written only when they
 /// differ: a write costs more than a read and needs a writable /proc/sys.
 public enum Sysctl {
     public static func read(_ key: String) -> String? {
-        let fd = open(path(key), O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 64)
-        let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-        guard n > 0 else { return nil }
-        return String(decoding: buffer[..<n], as: UTF8.self).trimmingTrailingNewlines()
+        FileIO.readText(path(key), limit: 4096)?.trimmingWhitespace()
     }
 
     /// Makes `key` hold `value`, e.g. `ensure("net.ipv4.ip_forward", "1")`.
@@ -22,9 +17,8 @@ public enum Sysctl {
         let fd = open(path(key), O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { throw NetlinkError("open sysctl \(key)") }
         defer { close(fd) }
-        let bytes = Array(value.utf8)
-        guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
-            throw NetlinkError("write sysctl \(key)")
+        do { try FileIO.writeAll(fd, Array(value.utf8), path: path(key)) } catch {
+            throw NetlinkError("write sysctl \(key)", errno: error.errno)
         }
     }
 
@@ -37,13 +31,5 @@ public enum Sysctl {
     static func path(_ key: String) -> String {
         if key.contains("/") { return "/proc/sys/" + key }
         return "/proc/sys/" + String(key.map { $0 == "." ? "/" : $0 })
-    }
-}
-
-extension String {
-    func trimmingTrailingNewlines() -> String {
-        var s = self
-        while s.last == "\n" || s.last == " " { s.removeLast() }
-        return s
     }
 }

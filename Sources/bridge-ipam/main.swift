@@ -4,6 +4,7 @@ import Glibc
 import BridgePlugin
 import CNI
 import ClusterRoutes
+import SystemIO
 
 // With arguments, the binary is the node tool (`bridge-ipam routes sync ...`, `--version`,
 // `--help`); runtimes call the CNI plugin without any.
@@ -22,29 +23,7 @@ case let first?:
     exit(2)
 }
 
-/// Reads all of stdin (the network configuration).
-func readStandardInput() -> [UInt8] {
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 16 * 1024)
-    while true {
-        let n = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { break }
-        bytes += chunk[..<n]
-    }
-    return bytes
-}
-
-func writeOut(_ text: String) {
-    let bytes = Array(text.utf8)
-    var written = 0
-    while written < bytes.count {
-        let n = bytes.withUnsafeBytes { write(1, $0.baseAddress! + written, $0.count - written) }
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { break }
-        written += n
-    }
-}
+func writeOut(_ text: String) { try? FileIO.writeAll(1, Array(text.utf8), path: "standard output") }
 
 // The process's environment, handed to the plugin: nothing below main reads it on its own.
 let environment = EnvironmentVariables.process()
@@ -54,6 +33,7 @@ if (environment["CNI_COMMAND"] ?? "").isEmpty && (isatty(0) == 1 || isatty(1) ==
     writeError(Usage.version + "\n" + Usage.byHand)
     exit(2)
 }
-let outcome = Plugin.run(environment: environment, stdin: readStandardInput())
+// The network configuration; a read error leaves it empty, which the plugin reports (code 6).
+let outcome = Plugin.run(environment: environment, stdin: (try? FileIO.readAll(0, path: "standard input")) ?? [])
 writeOut(outcome.stdout)
 exit(outcome.exitCode)
