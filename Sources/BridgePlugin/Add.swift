@@ -43,7 +43,7 @@ struct Add {
             try masquerade?.ensure()
         }
         var hostVeth: String?
-        let spoofCheck = config.macSpoofCheck ? MacSpoofCheck(network: config.name) : nil
+        let spoofCheck = config.macSpoofCheck ? MacSpoofCheck(network: config.name, filter: context.namespaces.packetFilter()) : nil
         var spoofRuleAdded = false
         do throws(CNIError) {
             let bridge = try bridgeControl.ensure(existing: existingBridge)

@@ -79,7 +79,7 @@ struct Check {
             }
         }
 
-        if config.macSpoofCheck, try !MacSpoofCheck(network: config.name).isPresent(owner: context.owner) {
+        if config.macSpoofCheck, try !MacSpoofCheck(network: config.name, filter: context.namespaces.packetFilter()).isPresent(owner: context.owner) {
             throw failed("the macspoofchk rule of \(environment.ifname) is missing from nftables table bridge \(MacSpoofTable.table)")
         }
 

@@ -16,7 +16,7 @@ struct Delete {
         try context.ipam.delete(owner: context.owner) { (remaining) throws(CNIError) in
             try masquerade?.removeIfUnused(remainingLeases: remaining)
         }
-        if context.config.macSpoofCheck { try MacSpoofCheck(network: context.config.name).remove(owner: context.owner) }
+        if context.config.macSpoofCheck { try MacSpoofCheck(network: context.config.name, filter: context.namespaces.packetFilter()).remove(owner: context.owner) }
         guard !environment.netns.isEmpty else { return }
         switch try context.namespaces.pod(at: environment.netns) {
         case .opened(let pod): try pod.deleteLink(named: environment.ifname)

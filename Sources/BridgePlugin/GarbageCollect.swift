@@ -32,7 +32,7 @@ struct GarbageCollect {
             failures.append(error.reason)
         }
         if config.macSpoofCheck {
-            do throws(CNIError) { try MacSpoofCheck(network: config.name).removeAll(except: valid) } catch { failures.append(error.reason) }
+            do throws(CNIError) { try MacSpoofCheck(network: config.name, filter: context.namespaces.packetFilter()).removeAll(except: valid) } catch { failures.append(error.reason) }
         }
         if !failures.isEmpty {
             throw CNIError(.ioFailure, "GC could not release \(failures.count) lease(s) or rule(s)", details: failures.joined(separator: "; "))

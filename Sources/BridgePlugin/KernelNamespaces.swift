@@ -20,6 +20,8 @@ final class KernelNamespaces: Namespaces {
         return current
     }
 
+    func packetFilter() -> any PacketFilter { NFTablesFilter() }
+
     func node() throws(CNIError) -> any NamespaceNetwork {
         do { return NetlinkNamespace(socket: try NetlinkSocket(), namespace: nil) } catch { throw .netlink(error) }
     }

@@ -10,34 +10,28 @@ import NFTables
 /// lists, by GC.
 struct MacSpoofCheck {
     let network: String
+    let filter: any PacketFilter
 
     func add(owner: LeaseOwner, hostInterface: String, mac: MACAddress) throws(CNIError) {
-        let rule = MacSpoofRule(network: network, containerID: owner.containerID, ifname: owner.ifname,
-                                hostInterface: hostInterface, mac: mac)
-        try nftables { () throws(NetlinkError) in try MacSpoofTable().add(rule) }
+        try filter.addSpoofRule(MacSpoofRule(network: network, containerID: owner.containerID, ifname: owner.ifname,
+                                             hostInterface: hostInterface, mac: mac))
     }
 
     /// Removes the attachment's rule; succeeds when there is none.
     func remove(owner: LeaseOwner) throws(CNIError) {
         let tag = MacSpoofRule.tag(network: network, containerID: owner.containerID, ifname: owner.ifname)
-        try nftables { () throws(NetlinkError) in _ = try MacSpoofTable().remove { $0 == tag } }
+        try filter.removeSpoofRules { $0 == tag }
     }
 
     /// GC: removes the network's rules of attachments not in `valid`.
     func removeAll(except valid: [LeaseOwner]) throws(CNIError) {
         let prefix = MacSpoofRule.tagPrefix(network: network)
         let kept = Set(valid.map { MacSpoofRule.tag(network: network, containerID: $0.containerID, ifname: $0.ifname) })
-        try nftables { () throws(NetlinkError) in _ = try MacSpoofTable().remove { $0.hasPrefix(prefix) && !kept.contains($0) } }
+        try filter.removeSpoofRules { $0.hasPrefix(prefix) && !kept.contains($0) }
     }
 
     func isPresent(owner: LeaseOwner) throws(CNIError) -> Bool {
         let tag = MacSpoofRule.tag(network: network, containerID: owner.containerID, ifname: owner.ifname)
-        return try nftables { () throws(NetlinkError) in try MacSpoofTable().rules().contains { $0.comment == tag } }
-    }
-
-    private func nftables<T>(_ body: () throws(NetlinkError) -> T) throws(CNIError) -> T {
-        do { return try body() } catch {
-            throw CNIError(.netlinkFailure, "nftables: \(error.operation) failed", details: error.description)
-        }
+        return try filter.spoofRuleComments().contains(tag)
     }
 }

@@ -11,6 +11,8 @@ protocol Namespaces: AnyObject {
     /// The namespace at `path` (CNI_NETNS), as far as it can be opened.
     @available(*, noasync)
     func pod(at path: String) throws(CNIError) -> PodNamespace
+    /// The node's nftables.
+    func packetFilter() -> any PacketFilter
 }
 
 /// What opening CNI_NETNS found.

@@ -17,6 +17,9 @@ final class FakeNamespaces: Namespaces {
     var nodePaths: Set<String> = []
     /// Thrown by `node()` (the node's netlink socket cannot be opened).
     var nodeFailure: CNIError?
+    let filter = FakePacketFilter()
+
+    func packetFilter() -> any PacketFilter { filter }
 
     init() {
         nodeNamespace = FakeNamespace(label: "node", descriptor: nil)
