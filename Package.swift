@@ -12,10 +12,14 @@ import PackageDescription
 //   BridgePlugin  ADD / DEL / CHECK / VERSION / GC / STATUS
 //   ClusterRoutes `bridge-ipam routes sync`: one route per other node's pod subnet
 //   bridge-ipam   a thin main: the CNI plugin, or the node command when given arguments
+//   CCurl         C: libcurl, with typed wrappers for its variadic calls
+//   NodeAgent     the Kubernetes node agent: list + watch Nodes, subnet file, routes (ClusterRoutes)
+//   bridge-ipam-agent  its main; a program of its own, so the plugin links none of it
 let package = Package(
     name: "bridge-ipam",
     products: [
-        .executable(name: "bridge-ipam", targets: ["bridge-ipam"])
+        .executable(name: "bridge-ipam", targets: ["bridge-ipam"]),
+        .executable(name: "bridge-ipam-agent", targets: ["bridge-ipam-agent"]),
     ],
     targets: [
         .target(
@@ -32,11 +36,15 @@ let package = Package(
         .target(name: "BridgePlugin", dependencies: ["Addresses", "CNI", "IPAM", "JSON", "Netlink", "NFTables"]),
         .target(name: "ClusterRoutes", dependencies: ["Addresses", "JSON", "Netlink"]),
         .executableTarget(name: "bridge-ipam", dependencies: ["BridgePlugin", "ClusterRoutes"]),
+        .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
+        .target(name: "NodeAgent", dependencies: ["Addresses", "CCurl", "ClusterRoutes", "JSON", "Netlink"]),
+        .executableTarget(name: "bridge-ipam-agent", dependencies: ["NodeAgent", "Netlink"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "AddressesTests", dependencies: ["Addresses"]),
         .testTarget(name: "IPAMTests", dependencies: ["Addresses", "IPAM"]),
         .testTarget(name: "ClusterRoutesTests", dependencies: ["Addresses", "ClusterRoutes"]),
         .testTarget(name: "NFTablesTests", dependencies: ["Addresses", "NFTables"]),
         .testTarget(name: "CNITests", dependencies: ["Addresses", "CNI", "JSON", "IPAM"]),
+        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "JSON"]),
     ]
 )
