@@ -155,7 +155,7 @@ public final class Agent {
             close(fd)
         }
         ready = true
-        Log.line("ready: node \(routes.nodeName) is listed and its subnet file is written")
+        Log.line("ready: node \(routes.nodeName) is listed and has its subnet file")
     }
 
     /// The plugin goes in first, so that kubelet never finds the conflist without its plugin.
