@@ -70,8 +70,11 @@ integration-test: build
 
 test: unit-test integration-test
 
+# The cluster with routes from `routes sync`, then the same converged by node agents.
 demo: build
+	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(AGENT_TEST_DEPS)"
 	bash scripts/demo.sh
+	bash scripts/demo-agents.sh
 
 # Agents converging a cluster as nodes join, change and leave (a stand-in API server).
 demo-agents: build
