@@ -112,6 +112,29 @@ api POST /delete '["node3"]' >/dev/null
 if wait_until 1 others_route 3 10.244.3.0/24 -; then pass "node3 deleted: its route goes within 1 s (${WAITED_MS} ms)"; else fail "node3's route removed"; fi
 check "...and is logged as removed" grep -q "route removed 10.244.3.0/24 via 192.168.1.5" "$RUN_DIR/node0/agent.log"
 
+echo "== A dual-stack node"
+for n in 0 1 2; do ip -n $RUN-node$n addr add fd00:1::$((n + 2))/64 dev eth0 nodad; done
+node_ns 4
+ip -n $RUN-node4 addr add fd00:1::6/64 dev eth0 nodad
+printf '{"cniVersion":"1.1.0","name":"k8s-pod-network","type":"bridge-ipam","bridge":"cni0","isGateway":true,"isDefaultGateway":true,"ipam":{"type":"host-local","subnetFile":"%s","clusterCIDR":"10.244.0.0/16","dataDir":"%s"}}' \
+    "$RUN_DIR/node4/podcidr" "$RUN_DIR/node4/leases" >"$RUN_DIR/node4/conf.json"
+agent_start 4
+api POST /nodes '{"name":"node4","ips":["192.168.1.6","fd00:1::6"],"podCIDRs":["10.244.4.0/24","fd00:10:244:4::/64"]}' >/dev/null
+if wait_until 1 others_route 4 fd00:10:244:4::/64 fd00:1::6; then pass "every other node routes its IPv6 podCIDR via its IPv6 InternalIP within 1 s (${WAITED_MS} ms)"; else fail "IPv6 route"; fi
+check "...and its IPv4 podCIDR" others_route 4 10.244.4.0/24 192.168.1.6
+wait_until 2 test -f "$RUN_DIR/node4/ready"
+check "its subnet file holds both podCIDRs, primary first" test "$(cat "$RUN_DIR/node4/podcidr" 2>/dev/null)" = "$(printf '10.244.4.0/24\nfd00:10:244:4::/64')"
+new_ns pod4-1
+result=$(ip netns exec $RUN-node4 env -i CNI_COMMAND=ADD CNI_CONTAINERID=pod4-1 CNI_NETNS=/run/netns/$RUN-pod4-1 CNI_IFNAME=eth0 CNI_PATH="$PLUGIN_DIR" "$PLUGIN_DIR/bridge-ipam" <"$RUN_DIR/node4/conf.json")
+addrs=$(jq -r '[.ips[].address] | join(" ")' <<<"$result")
+check "its pod gets an address of each family from the subnet file ($addrs)" bash -c "[[ '$addrs' == 10.244.4.*' 'fd00:10:244:4:* ]]"
+pod6=$(jq -r '.ips[] | select(.address | contains(":")) | .address' <<<"$result" | cut -d/ -f1)
+check "node0 reaches it over IPv6 through the agent's route" wait_until 3 bash -c "ip netns exec $RUN-node0 ping -6 -n -q -c 1 -w 1 $pod6 >/dev/null 2>&1"
+ip netns exec $RUN-node4 env -i CNI_COMMAND=DEL CNI_CONTAINERID=pod4-1 CNI_NETNS=/run/netns/$RUN-pod4-1 CNI_IFNAME=eth0 CNI_PATH="$PLUGIN_DIR" "$PLUGIN_DIR/bridge-ipam" <"$RUN_DIR/node4/conf.json" >/dev/null
+agent_stop 4
+api POST /delete '["node4"]' >/dev/null
+if wait_until 1 others_route 4 fd00:10:244:4::/64 -; then pass "deleted, both its routes go (${WAITED_MS} ms)"; else fail "IPv6 route removed"; fi
+
 echo "== Routes of other owners"
 ip -n $RUN-node0 route add 10.99.0.0/24 via 192.168.1.3
 ip -n $RUN-node0 route add 10.244.7.0/24 via 192.168.1.4 proto static

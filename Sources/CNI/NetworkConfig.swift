@@ -168,11 +168,13 @@ public struct IPAMConfig: Sendable {
         if let path = try fields.string("subnetFile") {
             guard config.rangeSets.isEmpty else { throw fields.invalid("subnetFile", "cannot be combined with subnet or ranges") }
             let node = try NodeSubnet.read(path, field: fields.name("subnetFile"))
-            let range: IPRange
-            do { range = try IPRange(subnet: node.subnet, gateway: node.gateway) } catch {
-                throw fields.invalid("subnetFile", "\(path): \(error)")
+            for (subnet, gateway) in [(node.subnet, node.gateway)] + node.otherSubnets.map({ ($0, nil as IPAddress?) }) {
+                let range: IPRange
+                do { range = try IPRange(subnet: subnet, gateway: gateway) } catch {
+                    throw fields.invalid("subnetFile", "\(path): \(error)")
+                }
+                config.rangeSets.append(try rangeSet([range], fields, key: "subnetFile"))
             }
-            config.rangeSets.append(try rangeSet([range], fields, key: "subnetFile"))
             clusterCIDR = clusterCIDR ?? node.clusterCIDR
         }
         guard !config.rangeSets.isEmpty else {
