@@ -124,7 +124,9 @@ wait_until() {
 # route_is NODE DEST VIA: node NODE routes DEST via VIA with our protocol (VIA "-": no route).
 route_is() {
     local got
-    got=$(ip -n $RUN-node$1 route show "$2" proto 212 2>/dev/null | awk '{print $3}')
+    local family=-4
+    [[ $2 == *:* ]] && family=-6
+    got=$(ip -n $RUN-node$1 $family route show "$2" proto 212 2>/dev/null | awk '{print $3}')
     [ "$got" = "${3/#-/}" ]
 }
 

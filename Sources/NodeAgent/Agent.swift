@@ -17,6 +17,9 @@ public final class Agent {
     private var resourceVersion: String?
     private var nextResync: Double
     private var ready = false
+    /// When a sync of changes received is due (see `scheduleSync`).
+    private var syncAt: Double?
+    private var firstPendingChange: Double?
     private var backoff: Double
     private let initialBackoff: Double
 
@@ -86,41 +89,60 @@ public final class Agent {
         var splitter = LineSplitter()
         var failure: KubeRequestError?
         var received = false
-        _ = try client.stream(path, timeout: Double(options.watchTimeout) + 30, onData: { [self] bytes in
-            let lines: [[UInt8]]
-            do { lines = try splitter.feed(bytes) } catch { failure = .transport("a watch event is longer than 64 MiB"); return false }
-            var changed = false
-            for line in lines {
-                let event: WatchEvent
-                do throws(KubeRequestError) { event = try WatchEvent.parse(line) } catch { failure = error; return false }
-                received = true
-                backoff = initialBackoff
-                switch event.kind {
-                case .error:
-                    if event.statusCode == 410 {
-                        Log.line("resourceVersion \(resourceVersion ?? "") is too old (410 Gone): listing nodes again")
-                        resourceVersion = nil
-                    } else {
-                        failure = KubeClient.statusError(code: event.statusCode ?? 0, body: Array(event.object.serialized().utf8))
+        do {
+            _ = try client.stream(path, timeout: Double(options.watchTimeout) + 30, onData: { [self] bytes in
+                let lines: [[UInt8]]
+                do { lines = try splitter.feed(bytes) } catch { failure = .transport("a watch event is longer than 64 MiB"); return false }
+                var changed = false
+                for line in lines {
+                    let event: WatchEvent
+                    do throws(KubeRequestError) { event = try WatchEvent.parse(line) } catch { failure = error; return false }
+                    received = true
+                    backoff = initialBackoff
+                    switch event.kind {
+                    case .error:
+                        if event.statusCode == 410 {
+                            Log.line("resourceVersion \(resourceVersion ?? "") is too old (410 Gone): listing nodes again")
+                            resourceVersion = nil
+                        } else {
+                            failure = KubeClient.statusError(code: event.statusCode ?? 0, body: Array(event.object.serialized().utf8))
+                        }
+                        if changed || syncAt != nil { sync() }
+                        return false
+                    case .bookmark:
+                        break
+                    case .added, .modified, .deleted:
+                        if routes.apply(event) { changed = true }
                     }
-                    if changed { sync() }
-                    return false
-                case .bookmark:
-                    break
-                case .added, .modified, .deleted:
-                    if routes.apply(event) { changed = true }
+                    if let version = event.resourceVersion { resourceVersion = version }
                 }
-                if let version = event.resourceVersion { resourceVersion = version }
-            }
-            if changed { sync() }
-            return true
-        }, nextTimer: { [self] in nextResync }, onTimer: { [self] in resync() })
+                if changed { scheduleSync() }
+                return true
+            }, nextTimer: { [self] in min(nextResync, syncAt ?? .infinity) }, onTimer: { [self] in
+                if monotonicSeconds() >= nextResync { resync() } else { sync() }
+            })
+        } catch {
+            // Changes that arrived before the stream broke are applied now, not after the backoff.
+            if syncAt != nil { sync() }
+            throw error
+        }
+        if syncAt != nil { sync() }
         if let failure { throw failure }
         return received
     }
 
+    /// Events come in bursts (500 nodes changed at once are 500 events): the sync after a
+    /// change waits until the stream has been quiet for 20 ms, but never more than 200 ms.
+    private func scheduleSync() {
+        let now = monotonicSeconds()
+        if firstPendingChange == nil { firstPendingChange = now }
+        syncAt = min(now + 0.02, firstPendingChange! + 0.2)
+    }
+
     /// Makes the node match the picture; the first time it can serve pods, it becomes ready.
     private func sync() {
+        syncAt = nil
+        firstPendingChange = nil
         let canServe = routes.reconcile()
         if canServe && !ready { becomeReady() }
     }
