@@ -11,6 +11,8 @@ A control port (plain HTTP; bind it to 127.0.0.1) changes the cluster:
   POST /delete     ["name", ...]
   POST /expire     compact history: open watches get ERROR 410, older resourceVersions get 410
   POST /stop       stop serving: close the listener and every open connection
+  POST /hang       stop serving, but keep a listener that accepts no connection: clients connect
+                   (the kernel completes the handshake) and then never hear a byte
   POST /start      serve again
   GET  /state      {"resourceVersion", "nodes", "lists", "watches", "open_watches", "unauthorized"}
 """
@@ -34,6 +36,7 @@ counters = {"lists": 0, "watches": 0, "open_watches": 0, "unauthorized": 0}
 open_sockets = set()
 args = None
 api_server = None
+hung_listener = None
 
 
 def status(code, reason, message):
@@ -299,7 +302,7 @@ class ControlHandler(BaseHTTPRequestHandler):
         self.reply(state)
 
     def do_POST(self):
-        global compacted, expire_generation
+        global compacted, expire_generation, hung_listener
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"null")
         if self.path == "/nodes":
@@ -335,7 +338,19 @@ class ControlHandler(BaseHTTPRequestHandler):
         elif self.path == "/stop":
             stop_serving()
             self.reply({"serving": False})
+        elif self.path == "/hang":
+            stop_serving()
+            if hung_listener is None:
+                host, port = args.listen.rsplit(":", 1)
+                hung_listener = socket.socket()
+                hung_listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                hung_listener.bind((host, int(port)))
+                hung_listener.listen(128)
+            self.reply({"serving": False, "hanging": True})
         elif self.path == "/start":
+            if hung_listener is not None:
+                hung_listener.close()
+                hung_listener = None
             if api_server is None:
                 start_serving()
             self.reply({"serving": True})
