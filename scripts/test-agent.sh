@@ -279,6 +279,7 @@ ip netns exec $RUN-big "$AGENT_BIN" --kubeconfig "$RUN_DIR/kc-big" --node big --
     >"$RUN_DIR/big/agent.log" 2>&1 &
 big_pid=$!
 if wait_until 10 bash -c "[ \$(ip -n $RUN-big route show proto 212 | wc -l) = 500 ]"; then pass "500 nodes: one list, one sync, 500 routes in ${WAITED_MS} ms"; else fail "500 routes ($(big_routes))"; fi
+wait_until 2 bash -c "[ \$(grep -c 'route added' $RUN_DIR/big/agent.log) -ge 500 ]"
 check "...each logged once" test "$(grep -c 'route added' "$RUN_DIR/big/agent.log")" = 500
 api POST /nodes "$(big_nodes 700)" 8081 >/dev/null
 if wait_until 10 bash -c "[ \$(grep -c 'route replaced' $RUN_DIR/big/agent.log) = 500 ]"; then pass "500 nodes change address: 500 routes replaced in ${WAITED_MS} ms"; else fail "500 replaced: $(grep -c "route replaced" $RUN_DIR/big/agent.log) $(grep -v "route " $RUN_DIR/big/agent.log | tail -n 4)"; fi
