@@ -226,8 +226,15 @@ ip netns exec $RUN-node2 unshare -m --propagation private sh -c "mount -t tmpfs 
 AGENT_PID[2]=$!
 api_node 8 192.168.1.10
 if wait_until 3 route_is 2 10.244.8.0/24 192.168.1.10; then pass "in-cluster config (service account token and CA, KUBERNETES_SERVICE_HOST, NODE_NAME) works (${WAITED_MS} ms)"; else fail "in-cluster config: $(cat "$RUN_DIR/node2/agent.log")"; fi
+printf 'rotated-%s\n' "$API_TOKEN" >"$RUN_DIR/sa/token.new"
+mv "$RUN_DIR/sa/token.new" "$RUN_DIR/sa/token"
+api POST /token "\"rotated-$API_TOKEN\"" >/dev/null
 api POST /delete '["node8"]' >/dev/null
-wait_until 2 others_route 3 10.244.8.0/24 -
+if wait_until 3 route_is 2 10.244.8.0/24 -; then pass "a rotated service-account token is read anew on the next request (${WAITED_MS} ms)"; else fail "token rotation: $(tail -n 3 "$RUN_DIR/node2/agent.log")"; fi
+printf '%s\n' "$API_TOKEN" >"$RUN_DIR/sa/token.new"
+mv "$RUN_DIR/sa/token.new" "$RUN_DIR/sa/token"
+api POST /token "\"$API_TOKEN\"" >/dev/null
+wait_until 4 others_route 3 10.244.8.0/24 -
 
 echo "== SIGTERM"
 routes_before=$(ip -n $RUN-node0 route show)

@@ -14,6 +14,7 @@ A control port (plain HTTP; bind it to 127.0.0.1) changes the cluster:
   POST /hang       stop serving, but keep a listener that accepts no connection: clients connect
                    (the kernel completes the handshake) and then never hear a byte
   POST /start      serve again
+  POST /token      "new-token": accept only this bearer token from now on, and cut open connections
   GET  /state      {"resourceVersion", "nodes", "lists", "watches", "open_watches", "unauthorized"}
 """
 import argparse
@@ -338,6 +339,16 @@ class ControlHandler(BaseHTTPRequestHandler):
         elif self.path == "/stop":
             stop_serving()
             self.reply({"serving": False})
+        elif self.path == "/token":
+            args.token = body
+            with lock:
+                victims = list(open_sockets)
+            for s in victims:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.reply({"token": "set"})
         elif self.path == "/hang":
             stop_serving()
             if hung_listener is None:
