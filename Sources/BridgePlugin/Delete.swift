@@ -16,6 +16,7 @@ struct Delete {
         try context.ipam.delete(owner: context.owner) { (remaining) throws(CNIError) in
             try masquerade?.removeIfUnused(remainingLeases: remaining)
         }
+        if context.config.macSpoofCheck { try MacSpoofCheck(network: context.config.name).remove(owner: context.owner) }
         guard !environment.netns.isEmpty else { return }
         let home: NetworkNamespace, pod: NetworkNamespace
         do {

@@ -13,25 +13,13 @@ struct GarbageCollect {
     func run() throws(CNIError) {
         try context.require(.v1_1_0, for: "GC")
         let config = context.config
-        guard config.ipam.isBuiltIn else {
+        guard config.ipam.isBuiltIn || config.ipam.isLayer2Only else {
             _ = try DelegatedPlugin(type: config.ipam.type, searchPath: context.environment.path, stdin: context.stdin).run(command: .gc)
             return
         }
         let valid = config.validAttachments ?? []
-        let store: LeaseStore
-        let leases: [(ip: IPAddress, owner: LeaseOwner?)]
-        do {
-            store = try LeaseStore(dataDir: config.ipam.dataDir, network: config.name)
-            leases = try store.leases()
-        } catch { throw .store(error) }
         var failures: [String] = []
-        for lease in leases {
-            let kept = lease.owner.map { owner in
-                valid.contains { $0.containerID == owner.containerID && (owner.ifname.isEmpty || $0.ifname == owner.ifname) }
-            } ?? false
-            if kept { continue }
-            do { try store.release(lease.ip) } catch { failures.append(error.description) }
-        }
+        if config.ipam.isBuiltIn { releaseLeases(valid: valid, failures: &failures) }
         // Host veths of attachments the runtime no longer lists (their pods may still exist).
         do {
             let socket = try NetlinkSocket()
@@ -43,6 +31,30 @@ struct GarbageCollect {
         } catch {
             failures.append(error.description)
         }
+        if config.macSpoofCheck {
+            do throws(CNIError) { try MacSpoofCheck(network: config.name).removeAll(except: valid) } catch { failures.append(error.description) }
+        }
+        if !failures.isEmpty {
+            throw CNIError(.ioFailure, "GC could not release \(failures.count) lease(s) or rule(s)", details: failures.joined(separator: "; "))
+        }
+    }
+
+    /// Releases the leases of unlisted attachments and, with ipMasq, the rule once none is left.
+    private func releaseLeases(valid: [LeaseOwner], failures: inout [String]) {
+        let config = context.config
+        let store: LeaseStore
+        let leases: [(ip: IPAddress, owner: LeaseOwner?)]
+        do {
+            store = try LeaseStore(dataDir: config.ipam.dataDir, network: config.name)
+            leases = try store.leases()
+        } catch { failures.append(error.description); return }
+        for lease in leases {
+            let kept = lease.owner.map { owner in
+                valid.contains { $0.containerID == owner.containerID && (owner.ifname.isEmpty || $0.ifname == owner.ifname) }
+            } ?? false
+            if kept { continue }
+            do { try store.release(lease.ip) } catch { failures.append(error.description) }
+        }
         if config.ipMasq {
             do throws(CNIError) {
                 let remaining: Int
@@ -51,9 +63,6 @@ struct GarbageCollect {
             } catch {
                 failures.append(error.description)
             }
-        }
-        if !failures.isEmpty {
-            throw CNIError(.ioFailure, "GC could not release \(failures.count) lease(s)", details: failures.joined(separator: "; "))
         }
     }
 }
