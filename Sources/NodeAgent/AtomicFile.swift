@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SystemIO
 
 /// Files the agent lays down (the subnet file, the CNI plugin and conflist): written whole under
 /// a temporary name in the same directory, fsync'd, renamed into place and the directory
@@ -26,12 +27,11 @@ public enum AtomicFile {
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
         guard fd >= 0 else { throw failure("create \(temporary)") }
         var ok = fchmod(fd, mode) == 0
-        var written = 0
-        while ok && written < content.count {
-            let n = content.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { ok = false; break }
-            written += n
+        if ok {
+            do throws(SystemError) { try FileIO.writeAll(fd, content, path: temporary) } catch {
+                errno = error.errno
+                ok = false
+            }
         }
         ok = ok && fsync(fd) == 0
         let savedErrno = errno

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import JSON
+import SystemIO
 
 /// How to reach the API server and who we are to it: from the in-cluster service account, or
 /// from a kubeconfig file's current context.
@@ -121,19 +122,11 @@ extension JSONValue {
     }
 }
 
-/// The whole content of a file, or nil with errno set.
+/// The whole content of a file (at most 256 MiB: the plugin binary is the largest), or nil with
+/// errno set.
 public func readWholeFile(_ path: String) -> [UInt8]? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 && errno == EINTR { continue }
-        if n < 0 { return nil }
-        if n == 0 { break }
-        bytes += chunk[..<n]
+    do throws(SystemError) { return try FileIO.read(path, limit: 256 * 1024 * 1024, regularOnly: false) } catch {
+        errno = error.errno
+        return nil
     }
-    return bytes
 }
