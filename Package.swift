@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "NFTables", dependencies: ["CNFTNL", "Addresses", "Netlink"], linkerSettings: [.linkedLibrary("nftnl")]),
         .target(name: "JSON"),
         .target(name: "IPAM", dependencies: ["Addresses", "SystemIO"]),
-        .target(name: "CNI", dependencies: ["Addresses", "JSON", "IPAM"]),
+        .target(name: "CNI", dependencies: ["Addresses", "JSON", "IPAM", "SystemIO"]),
         .target(name: "BridgePlugin", dependencies: ["Addresses", "CNI", "IPAM", "JSON", "Netlink", "NFTables", "SystemIO"]),
         .target(name: "ClusterRoutes", dependencies: ["Addresses", "JSON", "Netlink", "SystemIO"]),
         // Linked only into the executable: hands argv to the Swift runtime (see argv.c).

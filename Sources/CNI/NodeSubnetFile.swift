@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Addresses
+import SystemIO
 
 /// The node's pod subnet as the node's provisioner writes it, so that one conflist serves every
 /// node. Two formats:
@@ -35,7 +36,7 @@ public struct NodeSubnet: Equatable, Sendable {
     public static func parse(_ text: String) throws(ParseError) -> NodeSubnet {
         var subnet: IPNetwork?, gateway: IPAddress?, cluster: IPNetwork?, others: [IPNetwork] = []
         for rawLine in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
-            let line = String(rawLine).trimmingCharacters()
+            let line = String(rawLine).trimmingWhitespace()
             if line.isEmpty || line.hasPrefix("#") { continue }
             if let eq = line.firstIndex(of: "=") {
                 let key = String(line[..<eq]), value = String(line[line.index(after: eq)...]).unquoted()
@@ -77,13 +78,6 @@ public struct NodeSubnet: Equatable, Sendable {
 }
 
 extension String {
-    func trimmingCharacters() -> String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
-        return String(s)
-    }
-
     func unquoted() -> String {
         if count >= 2, (hasPrefix("\"") && hasSuffix("\"")) || (hasPrefix("'") && hasSuffix("'")) {
             return String(dropFirst().dropLast())
