@@ -38,5 +38,6 @@ let package = Package(
         .testTarget(name: "ClusterRoutesTests", dependencies: ["Addresses", "ClusterRoutes"]),
         .testTarget(name: "NFTablesTests", dependencies: ["Addresses", "NFTables"]),
         .testTarget(name: "CNITests", dependencies: ["Addresses", "CNI", "JSON", "IPAM"]),
+        .testTarget(name: "BridgePluginTests", dependencies: ["BridgePlugin", "Addresses", "CNI", "IPAM"]),
     ]
 )

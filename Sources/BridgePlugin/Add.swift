@@ -43,9 +43,7 @@ struct Add {
 
         let ipam = context.ipam
         let masquerade = config.ipMasq ? Masquerade(config: config) : nil
-        let outcome = try ipam.add(owner: context.owner, requested: requests.addresses) { () throws(CNIError) in
-            try masquerade?.ensure()
-        }
+        let outcome = try ipam.add(owner: context.owner, requested: requests.addresses, masquerade: masquerade)
         var hostVeth: String?
         do throws(CNIError) {
             let bridge = try bridgeControl.ensure(existing: existingBridge)
@@ -70,9 +68,7 @@ struct Add {
                 .json(version: config.cniVersion, versionText: config.cniVersionText)
         } catch {
             if let hostVeth { _ = try? node.deleteLink(named: hostVeth) }
-            try? ipam.delete(owner: context.owner) { (remaining) throws(CNIError) in
-                try masquerade?.removeIfUnused(remainingLeases: remaining)
-            }
+            try? ipam.delete(owner: context.owner, addresses: outcome.ips.map(\.address.address), masquerade: masquerade)
             throw error
         }
     }

@@ -58,14 +58,14 @@ struct Check {
 
         // The lease.
         if config.ipam.isBuiltIn {
-            let store: LeaseStore
-            do { store = try LeaseStore(dataDir: config.ipam.dataDir, network: config.name) } catch { throw .store(error) }
-            for ip in podIPs {
-                guard let owner = store.owner(of: ip.address.address) else {
-                    throw failed("no lease for \(ip.address.address) in \(store.directory)")
-                }
-                guard owner.containerID == environment.containerID, owner.ifname == environment.ifname || owner.ifname.isEmpty else {
-                    throw failed("lease for \(ip.address.address) belongs to \(owner.containerID)/\(owner.ifname)")
+            try config.ipam.withLeases(network: config.name) { (store) throws(CNIError) in
+                for ip in podIPs {
+                    guard let owner = store.owner(of: ip.address.address) else {
+                        throw failed("no lease for \(ip.address.address) in \(store.directory)")
+                    }
+                    guard owner.containerID == environment.containerID, owner.ifname == environment.ifname || owner.ifname.isEmpty else {
+                        throw failed("lease for \(ip.address.address) belongs to \(owner.containerID)/\(owner.ifname)")
+                    }
                 }
             }
         }

@@ -18,19 +18,26 @@ struct GarbageCollect {
             return
         }
         let valid = config.validAttachments ?? []
-        let store: LeaseStore
-        let leases: [(ip: IPAddress, owner: LeaseOwner?)]
-        do {
-            store = try LeaseStore(dataDir: config.ipam.dataDir, network: config.name)
-            leases = try store.leases()
-        } catch { throw .store(error) }
         var failures: [String] = []
-        for lease in leases {
-            let kept = lease.owner.map { owner in
-                valid.contains { $0.containerID == owner.containerID && (owner.ifname.isEmpty || $0.ifname == owner.ifname) }
-            } ?? false
-            if kept { continue }
-            do { try store.release(lease.ip) } catch { failures.append(error.description) }
+        try config.ipam.withLeases(network: config.name) { (store) throws(CNIError) in
+            let leases: [(ip: IPAddress, owner: LeaseOwner?)]
+            do throws(SystemError) { leases = try store.leases() } catch { throw .store(error) }
+            for lease in leases {
+                let kept = lease.owner.map { owner in
+                    valid.contains { $0.containerID == owner.containerID && (owner.ifname.isEmpty || $0.ifname == owner.ifname) }
+                } ?? false
+                if kept { continue }
+                do throws(SystemError) { try store.release(lease.ip) } catch { failures.append(error.description) }
+            }
+            if config.ipMasq {
+                do throws(CNIError) {
+                    let leasesRemain: Bool
+                    do throws(SystemError) { leasesRemain = try store.hasLeases() } catch { throw CNIError.store(error) }
+                    if !leasesRemain { try Masquerade(config: config).remove() }
+                } catch {
+                    failures.append(error.description)
+                }
+            }
         }
         // Host veths of attachments the runtime no longer lists (their pods may still exist).
         do {
@@ -42,15 +49,6 @@ struct GarbageCollect {
             }
         } catch {
             failures.append(error.description)
-        }
-        if config.ipMasq {
-            do throws(CNIError) {
-                let remaining: Int
-                do { remaining = try store.leases().count } catch { throw CNIError.store(error) }
-                try Masquerade(config: config).removeIfUnused(remainingLeases: remaining)
-            } catch {
-                failures.append(error.description)
-            }
         }
         if !failures.isEmpty {
             throw CNIError(.ioFailure, "GC could not release \(failures.count) lease(s)", details: failures.joined(separator: "; "))

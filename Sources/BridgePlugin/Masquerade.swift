@@ -26,9 +26,8 @@ struct Masquerade {
         if let step = getenv("BRIDGE_IPAM_TEST_ABORT_AT"), String(cString: step) == "masquerade" { abort() }
     }
 
-    /// Removes the network's rules once no lease is left.
-    func removeIfUnused(remainingLeases: Int) throws(CNIError) {
-        guard remainingLeases == 0 else { return }
+    /// Removes the network's rules (the caller found no lease left, under the lease lock).
+    func remove() throws(CNIError) {
         try nftables { () throws(NetlinkError) in _ = try NFTables().remove(network: config.name) }
     }
 
