@@ -73,9 +73,9 @@ struct Check {
         if config.ipMasq {
             let masquerade = Masquerade(config: config)
             if try !masquerade.isPresent() {
-                let rule = masquerade.rule
-                throw failed("the ipMasq rule of network \(config.name) is missing from nftables table ip \(NFTables.table)",
-                             details: "expected: \(rule.sources.map(rule.nftSyntax(source:)).joined(separator: "; "))")
+                let rules = masquerade.rules
+                throw failed("the ipMasq rule of network \(config.name) is missing from nftables table \(rules.map { "\($0.familyKeyword) \(NFTables.table)" }.joined(separator: " or "))",
+                             details: "expected: \(rules.flatMap { rule in rule.sources.map(rule.nftSyntax(source:)) }.joined(separator: "; "))")
             }
         }
 

@@ -95,6 +95,20 @@ let minimal = #"{"cniVersion":"1.1.0","name":"k8s-pod-network","type":"bridge-ip
         #expect(code(of: #"{"cniVersion":"1.1.0","name":"n","ipMasq":true,"ipam":{"type":"dhcp"}}"#) == 2)
     }
 
+    @Test func ipMasqExclusionsTakeBothFamiliesUpToTheCap() throws {
+        func config(_ count: Int) -> String {
+            let list = (0..<count).map { "\"172.\(16 + $0 / 256).\($0 % 256).0/24\"" }.joined(separator: ",")
+            return #"{"cniVersion":"1.1.0","name":"n","ipMasq":true,"ipMasqExclude":["fd00:1::/64",\#(list)],"ipam":{"type":"host-local","subnet":"10.244.1.0/24"}}"#
+        }
+        let c = try parse(config(NetworkConfig.maxMasqueradeExclusions - 1))
+        #expect(c.ipMasqExclude.first?.description == "fd00:1::/64")
+        #expect(c.ipMasqExclude.count == NetworkConfig.maxMasqueradeExclusions)
+        var error: CNIError?
+        do { _ = try parse(config(NetworkConfig.maxMasqueradeExclusions)) } catch let e { error = e }
+        #expect(error?.code == 7)
+        #expect(error?.msg.contains("ipMasqExclude") == true)
+    }
+
     @Test func otherIPAMTypesAreNotValidatedHere() throws {
         let c = try parse(#"{"cniVersion":"1.1.0","name":"n","ipam":{"type":"dhcp"}}"#)
         #expect(!c.ipam.isBuiltIn)
