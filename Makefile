@@ -11,10 +11,10 @@ RELEASE_BIN    := .build/release/bridge-ipam
 BUILD_DEPS     := libmnl-dev libnftnl-dev pkg-config
 RUN_DEPS       := iproute2 iputils-ping jq containernetworking-plugins python3 procps nftables
 # Real clients in the tests: libcni (built from Debian's sources with Go) and containerd.
-TEST_DEPS      := golang-go golang-github-appc-cni-dev containerd runc busybox-static iptables util-linux
+TEST_DEPS      := golang-go golang-github-appc-cni-dev containerd runc busybox-static iptables util-linux strace
 BENCH_DEPS     := gcc libc6-dev iptables
 
-.PHONY: all build deps unit-test integration-test test demo demo-node bench install uninstall clean
+.PHONY: all build deps unit-test integration-test test fuzz demo demo-node bench install uninstall clean
 
 all: build
 
@@ -46,6 +46,11 @@ integration-test: build
 	bash scripts/test-integration.sh
 
 test: unit-test integration-test
+
+# The reliability suite with a larger fuzz and more kills than `make test` runs (a few minutes).
+fuzz: build
+	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(TEST_DEPS)"
+	FUZZ_CASES=$${FUZZ_CASES:-3000} KILLS=$${KILLS:-200} SEED=$${SEED:-9} bash scripts/test-reliability.sh
 
 demo: build
 	bash scripts/demo.sh
