@@ -11,6 +11,7 @@ import PackageDescription
 //   CNI           the spec's environment, config, result and error types
 //   BridgePlugin  ADD / DEL / CHECK / VERSION / GC / STATUS
 //   ClusterRoutes `bridge-ipam routes sync`: one route per other node's pod subnet
+//   CProcessStart C: argv for the Swift runtime without its /proc/self/maps scan at start-up
 //   bridge-ipam   a thin main: the CNI plugin, or the node command when given arguments
 let package = Package(
     name: "bridge-ipam",
@@ -22,16 +23,18 @@ let package = Package(
             name: "CNetlinkShim",
             linkerSettings: [.linkedLibrary("mnl")]
         ),
-        .systemLibrary(name: "CNFTNL", pkgConfig: "libnftnl", providers: [.apt(["libnftnl-dev"])]),
+        .systemLibrary(name: "CNFTNL", providers: [.apt(["libnftnl-dev"])]),
         .target(name: "Addresses"),
         .target(name: "Netlink", dependencies: ["CNetlinkShim", "Addresses"]),
-        .target(name: "NFTables", dependencies: ["CNFTNL", "Addresses", "Netlink"]),
+        .target(name: "NFTables", dependencies: ["CNFTNL", "Addresses", "Netlink"], linkerSettings: [.linkedLibrary("nftnl")]),
         .target(name: "JSON"),
         .target(name: "IPAM", dependencies: ["Addresses"]),
         .target(name: "CNI", dependencies: ["Addresses", "JSON", "IPAM"]),
         .target(name: "BridgePlugin", dependencies: ["Addresses", "CNI", "IPAM", "JSON", "Netlink", "NFTables"]),
         .target(name: "ClusterRoutes", dependencies: ["Addresses", "JSON", "Netlink"]),
-        .executableTarget(name: "bridge-ipam", dependencies: ["BridgePlugin", "ClusterRoutes"]),
+        // Linked only into the executable: hands argv to the Swift runtime (see argv.c).
+        .target(name: "CProcessStart"),
+        .executableTarget(name: "bridge-ipam", dependencies: ["BridgePlugin", "ClusterRoutes", "CProcessStart"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "AddressesTests", dependencies: ["Addresses"]),
         .testTarget(name: "IPAMTests", dependencies: ["Addresses", "IPAM"]),

@@ -72,11 +72,20 @@ def spawn(argv, env, data=b""):
             break
         chunks.append(chunk)
     os.close(r_out)
-    _, status, _ = os.wait4(pid, 0)
+    _, status, usage = os.wait4(pid, 0)
     elapsed = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{argv} failed: {b''.join(chunks).decode()}")
+    global last_cpu
+    # CPU time (user + system) of the process: a DEL's wait for the kernel's RCU grace period is
+    # spent asleep, so this is the work the process itself did.
+    last_cpu = usage.ru_utime + usage.ru_stime
     return elapsed, b"".join(chunks)
+
+
+last_cpu = 0.0
+# The result of each ADD, by container: runtimes send it back as prevResult with the first DEL.
+results = {}
 
 
 def plugin_env(command, container, netns):
@@ -85,18 +94,26 @@ def plugin_env(command, container, netns):
 
 
 def invoke_rss(which, command, container, netns, masq=False):
-    """Whole-process wall time of one plugin invocation."""
+    """Whole-process wall time of one plugin invocation. A DEL carries the ADD's result as
+    prevResult, as a runtime's first DEL does."""
     binary = os.path.join(PLUGIN_DIR, PLUGINS[which][0])
-    return spawn([binary], plugin_env(command, container, netns), config(which, masq=masq))[0], 0
+    conf = config(which, masq=masq)
+    key = (which, container, masq)
+    if command == "DEL" and key in results:
+        conf = json.dumps(dict(json.loads(conf), prevResult=json.loads(results.pop(key)))).encode()
+    elapsed, out = spawn([binary], plugin_env(command, container, netns), conf)
+    if command == "ADD":
+        results[key] = out
+    return elapsed, 0
 
 
 def peak_rss(which, command, container, netns):
     """Peak RSS (KiB) of one invocation, measured by the maxrss helper (see bench/tools/maxrss.c)."""
     binary = os.path.join(PLUGIN_DIR, PLUGINS[which][0])
-    proc = subprocess.run([MAXRSS, binary], input=config(which), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    proc = subprocess.run([MAXRSS, binary], input=config(which), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           env=plugin_env(command, container, netns))
     if proc.returncode != 0:
-        raise SystemExit(f"{which} {command} failed under maxrss")
+        raise SystemExit(f"{which} {command} failed under maxrss: {proc.stdout.decode()} {proc.stderr.decode()}")
     return int(proc.stderr.decode().strip().splitlines()[-1].split()[-1])
 
 
@@ -130,17 +147,18 @@ def single_operations():
             s["ADD"].append(add * 1000)
             s["DEL"].append(delete * 1000)
             s["CYCLE"].append((add + delete) * 1000)
-    for i in range(5):
+    for i in range(0 if LABEL else 5):
         for which in PLUGINS:
             netns = pod(i if which == "bridge-ipam" else RUNS + i)
             samples[which]["RSS_ADD"].append(peak_rss(which, "ADD", f"rss-{i}", netns) / 1024)
             samples[which]["RSS_DEL"].append(peak_rss(which, "DEL", f"rss-{i}", netns) / 1024)
     for op, label in (("ADD", "ADD"), ("DEL", "DEL"), ("CYCLE", "ADD+DEL cycle")):
         (om, op90), (rm, rp90) = stats(samples["bridge-ipam"][op]), stats(samples["reference"][op])
-        row(f"{label} median ({RUNS} runs)", om, rm)
-        row(f"{label} p90", op90, rp90)
-    row("peak RSS, ADD (plugin process, max of 5)", max(samples["bridge-ipam"]["RSS_ADD"]), max(samples["reference"]["RSS_ADD"]), "MiB")
-    row("peak RSS, DEL (plugin process, max of 5)", max(samples["bridge-ipam"]["RSS_DEL"]), max(samples["reference"]["RSS_DEL"]), "MiB")
+        row(f"{label} median ({RUNS} runs){LABEL}", om, rm)
+        row(f"{label} p90{LABEL}", op90, rp90)
+    if not LABEL:
+        row("peak RSS, ADD (plugin process, max of 5)", max(samples["bridge-ipam"]["RSS_ADD"]), max(samples["reference"]["RSS_ADD"]), "MiB")
+        row("peak RSS, DEL (plugin process, max of 5)", max(samples["bridge-ipam"]["RSS_DEL"]), max(samples["reference"]["RSS_DEL"]), "MiB")
 
 
 def floor():
@@ -148,6 +166,7 @@ def floor():
     floor_dir = os.path.join(DATA_DIR, "floor")
     os.makedirs(floor_dir, exist_ok=True)
     times = {"ours-ADD": [], "ours-DEL": [], "floor-ADD": [], "floor-DEL": []}
+    cpu = {"ours": [], "floor": []}
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     for i in range(RUNS):
         ours_ns, floor_ns = pod(i), pod(RUNS + i)
@@ -163,9 +182,13 @@ def floor():
                 else:
                     elapsed, _ = spawn([FLOOR, "del", floor_ns, "eth0", os.path.join(floor_dir, f"10.244.200.{i + 1}")], env)
                 times[f"{who}-{phase}"].append(elapsed * 1000)
+                if phase == "DEL":
+                    cpu[who].append(last_cpu * 1000)
     for phase in ("ADD", "DEL"):
-        row(f"{phase} median: bridge-ipam vs the floor program", statistics.median(times[f"ours-{phase}"]),
+        row(f"{phase} median: bridge-ipam vs the floor program{LABEL}", statistics.median(times[f"ours-{phase}"]),
             statistics.median(times[f"floor-{phase}"]))
+    row(f"DEL CPU time (user+system, not the RCU wait) vs floor{LABEL}", statistics.median(cpu["ours"]),
+        statistics.median(cpu["floor"]))
 
 
 def masquerade():
@@ -224,18 +247,25 @@ def occupancy():
         for which in PLUGINS:
             fill_leases(which, held)
         times = {w: [] for w in PLUGINS}
+        cpu = {w: [] for w in PLUGINS}
         for i in range(RUNS // 2):
             for which in (("bridge-ipam", "reference") if i % 2 == 0 else ("reference", "bridge-ipam")):
                 netns = pod(i if which == "bridge-ipam" else RUNS + i)
                 add, _ = invoke_rss(which, "ADD", f"occ-{held}-{i}", netns)
+                time.sleep(SETTLE)
                 invoke_rss(which, "DEL", f"occ-{held}-{i}", netns)
                 times[which].append(add * 1000)
+                cpu[which].append(last_cpu * 1000)
         for which in PLUGINS:
             clear_fillers(which)
         result[held] = {w: statistics.median(t) for w, t in times.items()}
+        result[held].update({f"{w}-del": statistics.median(c) for w, c in cpu.items()})
         row(f"ADD median with {held} leases held", result[held]["bridge-ipam"], result[held]["reference"])
+        row(f"DEL CPU time with {held} leases held", result[held]["bridge-ipam-del"], result[held]["reference-del"])
     row("ADD at 250 leases / ADD at 0 leases", result[250]["bridge-ipam"] / result[0]["bridge-ipam"],
         result[250]["reference"] / result[0]["reference"], "x")
+    row("DEL CPU at 250 leases / DEL CPU at 0 leases", result[250]["bridge-ipam-del"] / result[0]["bridge-ipam-del"],
+        result[250]["reference-del"] / result[0]["reference-del"], "x")
 
 
 def burst():
@@ -266,10 +296,31 @@ def burst():
     print("  burst: no address handed out twice, no lease left behind", flush=True)
 
 
+LABEL = ""
+
+
+def loaded():
+    """The single-operation and floor passes again with both cores kept busy by CPU hogs: a node
+    under load is where per-process overhead shows most."""
+    global LABEL
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+    try:
+        LABEL = ", loaded"
+        single_operations()
+        floor()
+    finally:
+        LABEL = ""
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
 if __name__ == "__main__":
     print(f"{'':<46} {'ours':>9} {'reference':>9}  (floor rows: the floor program, on/off rows: ipMasq off, in the second column)", flush=True)
     single_operations()
     floor()
+    if os.environ.get("BENCH_LOADED", "1") == "1":
+        loaded()
     masquerade()
     occupancy()
     burst()

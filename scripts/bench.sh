@@ -24,6 +24,9 @@ mkdir -p "$(dirname "$OUT")"
     echo "Reference: Debian containernetworking-plugins $(dpkg-query -W -f='${Version}' containernetworking-plugins 2>/dev/null) (bridge + host-local)."
     echo "Whole-process wall time from spawn to exit; peak RSS from wait4 of the plugin process"
     echo "(the reference's host-local runs as a child of bridge and is not included in its RSS)."
+    echo "DEL carries the ADD's result as prevResult, as a runtime's first DEL does. CPU time is user +"
+    echo "system time from wait4: a DEL's wait for the kernel's RCU grace period is spent asleep."
+    echo "Rows marked 'loaded' repeat the pass with a CPU hog on every core (BENCH_LOADED=0 skips them)."
     echo
 } >"$OUT.head"
 ip netns exec $RUN-node python3 "$REPO/scripts/bench.py" "$RUN" "$PLUGIN_DIR" "$DATA_DIR" "$OUT.table" "$TOOLS" || exit 1

@@ -105,7 +105,14 @@ struct Add {
 
     /// `veth` + 8 random hex digits, as the reference bridge plugin names host ends.
     static func hostVethName() -> String {
-        "veth" + randomBytes(4).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        // Byte by byte: map + String(radix:) + joined() cost ~100K instructions, 9% of an ADD.
+        let digits = Array("0123456789abcdef".utf8)
+        var name = Array("veth".utf8)
+        for byte in randomBytes(4) {
+            name.append(digits[Int(byte >> 4)])
+            name.append(digits[Int(byte & 0xF)])
+        }
+        return String(decoding: name, as: UTF8.self)
     }
 
     /// The pod's routes: IPAM's (a route without `gw` goes via the gateway of its family), then a
