@@ -92,7 +92,7 @@ public struct LeaseStore: ~Copyable {
         let lockPath = directory + "/" + LeaseStore.lockName
         let fd = openat(dirFD, LeaseStore.lockName, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
-            let error = errno == ELOOP ? SystemError("open (lock is a symlink, refused)", path: lockPath) : SystemError("open", path: lockPath)
+            let error = SystemError(errno == ELOOP ? "open (lock is a symlink, refused)" : "open", path: lockPath)
             Glibc.close(dirFD)
             throw error
         }

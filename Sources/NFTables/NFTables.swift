@@ -182,7 +182,8 @@ public final class NFTables {
             nftnl_set_set_str(set, UInt16(NFTNL_SET_NAME.rawValue), setName)
             nftnl_set_set_u32(set, UInt16(NFTNL_SET_FAMILY.rawValue), UInt32(NFTables.protocolFamily(family)))
             nftnl_set_set_u32(set, UInt16(NFTNL_SET_ID.rawValue), setID)
-            nftnl_set_set_u32(set, UInt16(NFTNL_SET_FLAGS.rawValue), NFT_SET_ANONYMOUS.rawValue | NFT_SET_CONSTANT.rawValue | NFT_SET_INTERVAL.rawValue)
+            let flags = NFT_SET_ANONYMOUS.rawValue | NFT_SET_CONSTANT.rawValue | NFT_SET_INTERVAL.rawValue
+            nftnl_set_set_u32(set, UInt16(NFTNL_SET_FLAGS.rawValue), flags)
             // nft's datatypes ipv4_addr (7) and ipv6_addr (8), so that `nft list` shows addresses.
             nftnl_set_set_u32(set, UInt16(NFTNL_SET_KEY_TYPE.rawValue), family == .v4 ? 7 : 8)
             nftnl_set_set_u32(set, UInt16(NFTNL_SET_KEY_LEN.rawValue), offsets.length)
