@@ -10,11 +10,13 @@ RELEASE_BIN    := .build/release/bridge-ipam
 # Build: libmnl. Tests, demo and bench: namespaces, ping, jq, the reference plugins, python3.
 BUILD_DEPS     := libmnl-dev libnftnl-dev pkg-config libstdc++-12-dev gcc
 RUN_DEPS       := iproute2 iputils-ping jq containernetworking-plugins python3 procps nftables
-# Real clients in the tests: libcni (built from Debian's sources with Go) and containerd.
-TEST_DEPS      := golang-go golang-github-appc-cni-dev containerd runc busybox-static iptables util-linux strace
+# Real clients in the tests: libcni (built from Debian's sources with Go), containerd, and a CRI
+# client (Python gRPC) driving containerd's CRI plugin as kubelet does, and podman (CNI backend).
+TEST_DEPS      := golang-go golang-github-appc-cni-dev containerd runc busybox-static iptables util-linux \
+                  python3-grpcio python3-grpc-tools podman strace
 BENCH_DEPS     := gcc libc6-dev iptables
 
-.PHONY: all build static-libs hot-symbols deps unit-test integration-test test fuzz demo demo-node bench install uninstall clean
+.PHONY: all build static-libs hot-symbols deps unit-test integration-test test fuzz demo demo-dualstack demo-node bench install uninstall clean
 
 all: build
 
@@ -84,6 +86,10 @@ fuzz: build
 demo: build
 	bash scripts/demo.sh
 
+# The same cluster with IPv4 and IPv6 on every node and pod (routes of both families, both matrices).
+demo-dualstack: build
+	DUALSTACK=1 bash scripts/demo.sh
+
 # A single node with three pods (the plugin alone, without routes between nodes).
 demo-node: build
 	bash scripts/demo-node.sh
@@ -92,12 +98,17 @@ bench: build
 	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(BENCH_DEPS)"
 	bash scripts/bench.sh
 
+# Lays down exactly two files, then says what the node still needs (its pod subnet, portmap);
+# uninstall removes exactly those two files and no directory.
+INSTALLED      := $(DESTDIR)$(BINDIR)/bridge-ipam $(DESTDIR)$(CONFDIR)/10-bridge-ipam.conflist
+
 install: build
-	install -D -m 0755 $(RELEASE_BIN) $(DESTDIR)$(BINDIR)/bridge-ipam
-	install -D -m 0644 conf/10-bridge-ipam.conflist $(DESTDIR)$(CONFDIR)/10-bridge-ipam.conflist
+	@install -D -m 0755 $(RELEASE_BIN) $(DESTDIR)$(BINDIR)/bridge-ipam
+	@install -D -m 0644 conf/10-bridge-ipam.conflist $(DESTDIR)$(CONFDIR)/10-bridge-ipam.conflist
+	@sh scripts/install-report.sh "$(DESTDIR)" "$(BINDIR)" "$(CONFDIR)"
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/bridge-ipam $(DESTDIR)$(CONFDIR)/10-bridge-ipam.conflist
+	@for f in $(INSTALLED); do if [ -e "$$f" ]; then rm -f "$$f" && echo "removed $$f"; fi; done
 
 clean:
 	rm -rf .build

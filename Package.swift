@@ -5,7 +5,7 @@ import PackageDescription
 //   CNetlinkShim  C: libmnl plus the few things Swift cannot call (macros, GNU-only setns)
 //   Addresses     IP addresses and networks, shared by the layers above
 //   Netlink       typed links / addresses / routes / sysctls / namespaces over libmnl
-//   CNFTNL        libnftnl (system library); NFTables: the ipMasq rule through it
+//   CNFTNL        libnftnl (system library); NFTables: the ipMasq and macspoofchk rules through it
 //   JSON          a small JSON value type (keeps Foundation out of the plugin: ~0.6 ms per run)
 //   IPAM          host-local compatible allocation and on-disk leases; no netlink
 //   CNI           the spec's environment, config, result and error types
@@ -39,7 +39,7 @@ let package = Package(
         .testTarget(name: "AddressesTests", dependencies: ["Addresses"]),
         .testTarget(name: "IPAMTests", dependencies: ["Addresses", "IPAM"]),
         .testTarget(name: "ClusterRoutesTests", dependencies: ["Addresses", "ClusterRoutes"]),
-        .testTarget(name: "NFTablesTests", dependencies: ["Addresses", "NFTables"]),
+        .testTarget(name: "NFTablesTests", dependencies: ["Addresses", "NFTables", "Netlink"]),
         .testTarget(name: "CNITests", dependencies: ["Addresses", "CNI", "JSON", "IPAM"]),
         .testTarget(name: "BridgePluginTests", dependencies: ["BridgePlugin", "Addresses", "CNI", "IPAM"]),
     ]

@@ -6,20 +6,35 @@
 
 Only ever pointed at addresses inside the test's own namespaces.
 """
+import select
 import socket
 import sys
 
 
-def serve(port):
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def listener(family, address, port):
+    server = socket.socket(family, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind(("0.0.0.0", port))
+    if family == socket.AF_INET6:
+        # A separate IPv6 socket, so IPv4 peers keep showing as plain IPv4 addresses.
+        server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    server.bind((address, port))
     server.listen(64)
+    return server
+
+
+def serve(port):
+    servers = [listener(socket.AF_INET, "0.0.0.0", port)]
+    try:
+        servers.append(listener(socket.AF_INET6, "::", port))
+    except OSError:
+        pass  # no IPv6 in this namespace
     print("ready", flush=True)
     while True:
-        conn, peer = server.accept()
-        with conn:
-            conn.sendall(f"{peer[0]}\n".encode())
+        ready, _, _ = select.select(servers, [], [])
+        for server in ready:
+            conn, peer = server.accept()
+            with conn:
+                conn.sendall(f"{peer[0]}\n".encode())
 
 
 def probe(port, targets):

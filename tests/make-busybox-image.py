@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Writes an OCI image archive with a busybox-static rootfs, for `ctr images import`.
 
-    make-busybox-image.py OUT.tar NAME:TAG
+    make-busybox-image.py OUT.tar NAME:TAG [COMMAND...]
 
 No registry: the layer is built from Debian's busybox-static binary and its applet links.
+COMMAND (default /bin/sh) is the image's Cmd; `/bin/sleep 2147483647` makes a pause-like
+sandbox image for a CRI runtime.
 """
 import hashlib
 import io
@@ -13,6 +15,7 @@ import sys
 import tarfile
 
 out, ref = sys.argv[1], sys.argv[2]
+command = sys.argv[3:] or ["/bin/sh"]
 busybox = "/bin/busybox"
 applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
 
@@ -39,7 +42,7 @@ def blob(data):
 layer_digest, _ = blob(layer_bytes)
 config = json.dumps({
     "architecture": "amd64", "os": "linux",
-    "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
+    "config": {"Cmd": command, "Env": ["PATH=/bin"]},
     "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
 }).encode()
 config_digest, _ = blob(config)

@@ -45,6 +45,8 @@ struct Add {
         let masquerade = config.ipMasq ? Masquerade(config: config) : nil
         let outcome = try ipam.add(owner: context.owner, requested: requests.addresses, masquerade: masquerade)
         var hostVeth: String?
+        let spoofCheck = config.macSpoofCheck ? MacSpoofCheck(network: config.name) : nil
+        var spoofRuleAdded = false
         do throws(CNIError) {
             let bridge = try bridgeControl.ensure(existing: existingBridge)
             if config.isGateway {
@@ -59,15 +61,22 @@ struct Add {
             if let alias = HostVethTag(network: config.name, owner: context.owner).alias {
                 try netlink { () throws(NetlinkError) in try node.setAlias(index: veth.index, name: veth.name, alias: alias) }
             }
-            if config.hairpinMode {
-                try netlink { () throws(NetlinkError) in try node.setHairpin(index: veth.index, name: veth.name) }
+            let port = BridgePortSettings(hairpin: config.hairpinMode ? true : nil, isolated: config.portIsolation ? true : nil)
+            try netlink { () throws(NetlinkError) in try node.setBridgePort(index: veth.index, name: veth.name, port) }
+            if let spoofCheck {
+                try spoofCheck.add(owner: context.owner, hostInterface: veth.name, mac: podMAC)
+                spoofRuleAdded = true
             }
             let routes = podRoutes(outcome)
+            let hasIPv6 = outcome.ips.contains { $0.address.address.family == .v6 }
+            if hasIPv6 { try prepareIPv6(pod: pod, home: home) }
             try configurePod(podSocket, index: veth.peerIndex, outcome: outcome, routes: routes)
+            if hasIPv6 && config.enableDAD { try waitForDuplicateAddressDetection(podSocket, index: veth.peerIndex) }
             return result(previous: previous, bridge: bridge, veth: veth, podMAC: podMAC, outcome: outcome, routes: routes)
                 .json(version: config.cniVersion, versionText: config.cniVersionText)
         } catch {
             if let hostVeth { _ = try? node.deleteLink(named: hostVeth) }
+            if spoofRuleAdded { try? spoofCheck?.remove(owner: context.owner) }
             try? ipam.delete(owner: context.owner, addresses: outcome.ips.map(\.address.address), masquerade: masquerade)
             throw error
         }
@@ -132,17 +141,62 @@ struct Add {
         return routes
     }
 
-    /// Inside the pod, in one netlink datagram: the interface up, arp_notify, addresses, then
-    /// routes. The kernel handles the messages in order, so each gateway is on a connected
-    /// network by the time its route arrives.
+    /// IPv6 settings of the pod interface that only /proc/sys reaches (from inside the pod), made
+    /// before the interface comes up, as the reference does: IPv6 enabled on it and on loopback
+    /// (a namespace may start with disable_ipv6=1, and then adding an IPv6 address fails), and
+    /// duplicate address detection off unless `enabledad` (so the link-local address needs no
+    /// DAD either; the pod's own addresses also carry IFA_F_NODAD).
+    @available(*, noasync)
+    private func prepareIPv6(pod: NetworkNamespace, home: NetworkNamespace) throws(CNIError) {
+        let ifname = environment.ifname, enableDAD = config.enableDAD
+        let failure = try netlink { () throws(NetlinkError) in
+            try pod.perform(returningTo: home) { () -> NetlinkError? in
+                do throws(NetlinkError) {
+                    for name in ["lo", ifname] where Sysctl.read(Sysctl.ipv6Key(interface: name, "disable_ipv6")) != "0" {
+                        try Sysctl.ensure(Sysctl.ipv6Key(interface: name, "disable_ipv6"), "0")
+                    }
+                } catch { return error }
+                // Best effort, as in the reference: NODAD on the addresses is what counts.
+                if enableDAD { try? Sysctl.ensure(Sysctl.ipv6Key(interface: ifname, "enhanced_dad"), "1") }
+                try? Sysctl.ensure(Sysctl.ipv6Key(interface: ifname, "accept_dad"), enableDAD ? "1" : "0")
+                return nil
+            }
+        }
+        if let failure {
+            throw CNIError(.netlinkFailure, "cannot enable IPv6 on \(ifname) in \(environment.netns)", details: failure.description)
+        }
+    }
+
+    /// With `enabledad`, as the reference: ADD returns once the pod's IPv6 addresses have left
+    /// the tentative state (at most 10 s), and fails when one turns out to be a duplicate.
+    private func waitForDuplicateAddressDetection(_ socket: NetlinkSocket, index: Int32) throws(CNIError) {
+        var delay = timespec(tv_sec: 0, tv_nsec: 10_000_000)
+        for _ in 0..<1000 {
+            let addresses = try netlink { () throws(NetlinkError) in try socket.addresses(index: index) }
+            if let duplicate = addresses.first(where: \.isDuplicate) {
+                throw CNIError(.addressUnavailable, "duplicate address detection found \(duplicate.network) in use on the pod network",
+                               details: "another host on the bridge answers for it; the lease is released")
+            }
+            if !addresses.contains(where: \.isTentative) { return }
+            nanosleep(&delay, nil)
+        }
+        throw CNIError(.netlinkFailure, "the pod's IPv6 addresses were still tentative 10 s after ADD configured them (enabledad)")
+    }
+
+    /// Inside the pod, in one netlink datagram: the interface up (unless
+    /// `disableContainerInterface`), arp_notify, addresses, then routes. The kernel handles the
+    /// messages in order, so each gateway is on a connected network by the time its route arrives.
     private func configurePod(_ socket: NetlinkSocket, index: Int32, outcome: IPAMOutcome, routes: [Route]) throws(CNIError) {
         let name = environment.ifname
+        let addressOptions = AddressOptions(skipDuplicateDetection: !config.enableDAD)
+        let up = !config.disableContainerInterface
         try netlink { () throws(NetlinkError) in
             try socket.batch { batch in
-                NetlinkSocket.setLink(index: index, name: name, up: true, to: &batch)
+                if up { NetlinkSocket.setLink(index: index, name: name, up: true, to: &batch) }
+                guard !outcome.ips.isEmpty else { return }
                 // Announce the new address with gratuitous ARP when the link comes up, as the reference does.
                 NetlinkSocket.setIPv4Setting(.arpNotify, value: 1, index: index, name: name, to: &batch)
-                for ip in outcome.ips { NetlinkSocket.addAddress(ip.address, index: index, to: &batch) }
+                for ip in outcome.ips { NetlinkSocket.addAddress(ip.address, index: index, options: addressOptions, to: &batch) }
                 for route in routes {
                     NetlinkSocket.addRoute(RouteEntry(destination: route.dst, gateway: route.gw, outputInterface: index), to: &batch)
                 }

@@ -51,6 +51,9 @@ struct Bridge {
 
     /// Puts each gateway on the bridge (with the subnet's prefix). An IPv4 bridge address other
     /// than ours is replaced with `forceAddress` and an error otherwise, as the reference does.
+    /// IPv6 gateways skip duplicate address detection: the bridge is ours, IPAM reserves the
+    /// gateway address so no pod can hold it, and DAD would keep a fresh node's first pods from
+    /// their gateway for about 2 s (the bridge's first port brings its carrier up, then DAD runs).
     func ensureGateways(_ gateways: [IPNetwork], on bridge: Link) throws(CNIError) {
         guard !gateways.isEmpty else { return }
         let existing = try netlink { () throws(NetlinkError) in try socket.addresses(index: bridge.index) }
@@ -67,7 +70,7 @@ struct Bridge {
                 }
                 try netlink { () throws(NetlinkError) in try socket.deleteAddress(other.network, index: bridge.index) }
             }
-            try netlink { () throws(NetlinkError) in try socket.addAddress(gateway, index: bridge.index, tolerateExisting: true) }
+            try netlink { () throws(NetlinkError) in try socket.addAddress(gateway, index: bridge.index, options: AddressOptions(skipDuplicateDetection: true), tolerateExisting: true) }
         }
         if gateways.contains(where: { $0.address.family == .v4 }) {
             try netlink { () throws(NetlinkError) in try Sysctl.ensure("net.ipv4.ip_forward", "1") }

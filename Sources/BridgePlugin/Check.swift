@@ -25,7 +25,7 @@ struct Check {
         }
         let podInterface = expected.interfaces[podIndex]
         let podIPs = expected.ips.filter { $0.interface == podIndex }
-        guard !podIPs.isEmpty else { throw failed("prevResult has no address for \(environment.ifname)") }
+        guard !podIPs.isEmpty || config.ipam.isLayer2Only else { throw failed("prevResult has no address for \(environment.ifname)") }
 
         let home: NetworkNamespace, pod: NetworkNamespace
         do {
@@ -77,6 +77,10 @@ struct Check {
                 throw failed("the ipMasq rule of network \(config.name) is missing from nftables table \(rules.map { "\($0.familyKeyword) \(NFTables.table)" }.joined(separator: " or "))",
                              details: "expected: \(rules.flatMap { rule in rule.sources.map(rule.nftSyntax(source:)) }.joined(separator: "; "))")
             }
+        }
+
+        if config.macSpoofCheck, try !MacSpoofCheck(network: config.name).isPresent(owner: context.owner) {
+            throw failed("the macspoofchk rule of \(environment.ifname) is missing from nftables table bridge \(MacSpoofTable.table)")
         }
 
         // The node side.

@@ -17,6 +17,7 @@ struct Delete {
         let masquerade = context.config.ipMasq ? Masquerade(config: context.config) : nil
         let addresses = context.config.prevResult.flatMap { try? CNIResult.parse($0) }?.ips.map(\.address.address) ?? []
         try context.ipam.delete(owner: context.owner, addresses: addresses, masquerade: masquerade)
+        if context.config.macSpoofCheck { try MacSpoofCheck(network: context.config.name).remove(owner: context.owner) }
         guard !environment.netns.isEmpty else { return }
         let home: NetworkNamespace, pod: NetworkNamespace
         do {

@@ -13,32 +13,13 @@ struct GarbageCollect {
     func run() throws(CNIError) {
         try context.require(.v1_1_0, for: "GC")
         let config = context.config
-        guard config.ipam.isBuiltIn else {
+        guard config.ipam.isBuiltIn || config.ipam.isLayer2Only else {
             _ = try DelegatedPlugin(type: config.ipam.type, searchPath: context.environment.path, stdin: context.stdin).run(command: .gc)
             return
         }
         let valid = config.validAttachments ?? []
         var failures: [String] = []
-        try config.ipam.withLeases(network: config.name) { (store) throws(CNIError) in
-            let leases: [(ip: IPAddress, owner: LeaseOwner?)]
-            do throws(SystemError) { leases = try store.leases() } catch { throw .store(error) }
-            for lease in leases {
-                let kept = lease.owner.map { owner in
-                    valid.contains { $0.containerID == owner.containerID && (owner.ifname.isEmpty || $0.ifname == owner.ifname) }
-                } ?? false
-                if kept { continue }
-                do throws(SystemError) { try store.release(lease.ip) } catch { failures.append(error.description) }
-            }
-            if config.ipMasq {
-                do throws(CNIError) {
-                    let leasesRemain: Bool
-                    do throws(SystemError) { leasesRemain = try store.hasLeases() } catch { throw CNIError.store(error) }
-                    if !leasesRemain { try Masquerade(config: config).remove() }
-                } catch {
-                    failures.append(error.description)
-                }
-            }
-        }
+        if config.ipam.isBuiltIn { releaseLeases(valid: valid, failures: &failures) }
         // Host veths of attachments the runtime no longer lists (their pods may still exist).
         do {
             let socket = try NetlinkSocket()
@@ -50,8 +31,41 @@ struct GarbageCollect {
         } catch {
             failures.append(error.description)
         }
+        if config.macSpoofCheck {
+            do throws(CNIError) { try MacSpoofCheck(network: config.name).removeAll(except: valid) } catch { failures.append(error.description) }
+        }
         if !failures.isEmpty {
-            throw CNIError(.ioFailure, "GC could not release \(failures.count) lease(s)", details: failures.joined(separator: "; "))
+            throw CNIError(.ioFailure, "GC could not release \(failures.count) lease(s) or rule(s)", details: failures.joined(separator: "; "))
+        }
+    }
+
+    /// Releases the leases of unlisted attachments and, with ipMasq, the rules once none is
+    /// left, all under one lease lock.
+    private func releaseLeases(valid: [LeaseOwner], failures: inout [String]) {
+        let config = context.config
+        do throws(CNIError) {
+            try config.ipam.withLeases(network: config.name) { (store) throws(CNIError) in
+                let leases: [(ip: IPAddress, owner: LeaseOwner?)]
+                do throws(SystemError) { leases = try store.leases() } catch { throw .store(error) }
+                for lease in leases {
+                    let kept = lease.owner.map { owner in
+                        valid.contains { $0.containerID == owner.containerID && (owner.ifname.isEmpty || $0.ifname == owner.ifname) }
+                    } ?? false
+                    if kept { continue }
+                    do throws(SystemError) { try store.release(lease.ip) } catch { failures.append(error.description) }
+                }
+                if config.ipMasq {
+                    do throws(CNIError) {
+                        let leasesRemain: Bool
+                        do throws(SystemError) { leasesRemain = try store.hasLeases() } catch { throw CNIError.store(error) }
+                        if !leasesRemain { try Masquerade(config: config).remove() }
+                    } catch {
+                        failures.append(error.description)
+                    }
+                }
+            }
+        } catch {
+            failures.append(error.description)
         }
     }
 }

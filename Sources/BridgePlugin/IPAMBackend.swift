@@ -13,13 +13,17 @@ struct IPAMOutcome {
     var dns = DNS()
 }
 
-/// The built-in host-local allocator, or a delegated IPAM plugin found in CNI_PATH.
+/// The built-in host-local allocator, a delegated IPAM plugin found in CNI_PATH, or none at
+/// all (layer 2 only: `"ipam": {}`).
 enum IPAMBackend {
     case builtIn(IPAMConfig, network: String)
     case delegated(DelegatedPlugin)
+    case layer2Only
 
     init(config: NetworkConfig, environment: Environment, stdin: [UInt8]) {
-        if config.ipam.isBuiltIn {
+        if config.ipam.isLayer2Only {
+            self = .layer2Only
+        } else if config.ipam.isBuiltIn {
             self = .builtIn(config.ipam, network: config.name)
         } else {
             self = .delegated(DelegatedPlugin(type: config.ipam.type, searchPath: environment.path, stdin: stdin))
@@ -56,6 +60,11 @@ enum IPAMBackend {
             }
             outcome.routes = ipam.routes
             return outcome
+        case .layer2Only:
+            guard requested.isEmpty else {
+                throw CNIError(.invalidConfig, "invalid network configuration: a requested IP address needs an ipam section (it is empty: layer 2 only)")
+            }
+            return IPAMOutcome()
         case .delegated(let plugin):
             guard requested.isEmpty else {
                 throw CNIError(.unsupportedField, "a requested IP address can only be honoured by the built-in host-local IPAM")
@@ -89,6 +98,7 @@ enum IPAMBackend {
                 if !leasesRemain { try masquerade?.remove() }
             }
         case .delegated(let plugin): _ = try plugin.run(command: .del)
+        case .layer2Only: break  // nothing leased (and ipMasq is refused without IPAM)
         }
     }
 }

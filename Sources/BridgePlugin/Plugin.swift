@@ -24,7 +24,9 @@ public enum Plugin {
             }
             // Echo the config's version in errors when we can read it.
             if let text = try? NetworkConfig.versionOnly(stdin) { versionText = text }
-            let config = try NetworkConfig.parse(stdin)
+            // DEL must clean up also when the node's subnet file is gone (e.g. /run after a
+            // reboot, before its agent rewrote it): it releases leases by owner, not by range.
+            let config = try NetworkConfig.parse(stdin, subnetFileOptional: environment.command == .del)
             versionText = config.cniVersionText
             let context = Context(environment: environment, config: config, stdin: stdin)
             switch environment.command {

@@ -5,7 +5,7 @@ import Netlink
 import Addresses
 
 /// What the runtime asks of this attachment beyond the config: specific addresses and a MAC,
-/// from `runtimeConfig` (capabilities `ips`, `mac`) or `CNI_ARGS` (`IP=`, `MAC=`).
+/// from `runtimeConfig` (capabilities `ips`, `mac`), the config's `args.cni.mac`, or `CNI_ARGS` (`IP=`, `MAC=`).
 struct RuntimeRequests {
     var addresses: [IPAddress] = []
     var mac: MACAddress?
@@ -39,9 +39,15 @@ struct RuntimeRequests {
                 if !addresses.contains(ip) { addresses.append(ip) }
             }
         }
+        // As the reference: runtimeConfig.mac, then the config's args.cni.mac, then CNI_ARGS MAC=.
         if let value = config.runtimeConfig["mac"] {
             guard let text = value.stringValue, let mac = MACAddress(text) else {
                 throw CNIError(.invalidConfig, "invalid network configuration: runtimeConfig.mac \(value.serialized()) is not a MAC address")
+            }
+            self.mac = mac
+        } else if let text = config.argsMAC {
+            guard let mac = MACAddress(text) else {
+                throw CNIError(.invalidConfig, "invalid network configuration: args.cni.mac \"\(text)\" is not a MAC address")
             }
             self.mac = mac
         } else if let text = environment.arg("MAC") {

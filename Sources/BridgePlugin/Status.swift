@@ -29,7 +29,7 @@ struct Status {
                     throw unavailable("no free address left in range \(set)", details: "\(held) addresses are leased")
                 }
             }
-        } else {
+        } else if !config.ipam.isLayer2Only {
             _ = try DelegatedPlugin(type: config.ipam.type, searchPath: context.environment.path, stdin: context.stdin).run(command: .status)
         }
         let socket = try netlink { () throws(NetlinkError) in try NetlinkSocket() }

@@ -20,6 +20,17 @@ public struct NetworkConfig: Sendable {
     public var ipMasq: Bool
     public var ipMasqExclude: [IPNetwork]
     public var mtu: Int?
+    /// `enabledad`: IPv6 duplicate address detection on the pod's addresses (off by default, as
+    /// in the reference, so that IPv6 answers as soon as ADD returns); ADD then waits for it.
+    public var enableDAD: Bool
+    /// `macspoofchk`: drop frames from the pod whose source MAC is not the pod interface's.
+    public var macSpoofCheck: Bool
+    /// `disableContainerInterface`: leave the pod interface down (addresses still assigned).
+    public var disableContainerInterface: Bool
+    /// `portIsolation`: the host veth is an isolated bridge port (isolated ports do not reach each other).
+    public var portIsolation: Bool
+    /// `args.cni.mac` (the conventions' `args` key): the pod interface's MAC, unless `runtimeConfig.mac` says otherwise.
+    public var argsMAC: String?
     public var ipam: IPAMConfig
     public var dns: DNS
     public var runtimeConfig: JSONObject
@@ -37,7 +48,8 @@ public struct NetworkConfig: Sendable {
 
     /// Decodes and validates stdin. Undecodable JSON is code 6, a wrong cniVersion code 1,
     /// anything else wrong code 7 naming the field.
-    public static func parse(_ bytes: [UInt8]) throws(CNIError) -> NetworkConfig {
+    /// `subnetFileOptional` (DEL): an unreadable `ipam.subnetFile` leaves the ranges empty.
+    public static func parse(_ bytes: [UInt8], subnetFileOptional: Bool = false) throws(CNIError) -> NetworkConfig {
         let object = try decodeObject(bytes)
         let fields = ConfigFields(object)
         let versionText = try fields.string("cniVersion")
@@ -66,12 +78,18 @@ public struct NetworkConfig: Sendable {
         if ipMasq && name.utf8.count > 100 {
             throw fields.invalid("name", "is longer than 100 bytes, too long to tag its ipMasq rule")
         }
-        if let vlan = try fields.int("vlan", in: 0...4094), vlan != 0 {
-            throw CNIError(.unsupportedField, "vlan is not supported by bridge-ipam", details: "remove \"vlan\" or set it to 0")
+        try refuseVLANOptions(fields)
+        let macSpoofCheck = try fields.bool("macspoofchk")
+        // "bridge-ipam-mac NAME DIGEST" must fit nftables' 127-byte comments.
+        if macSpoofCheck && name.utf8.count > 94 {
+            throw fields.invalid("name", "is longer than 94 bytes, too long to tag its macspoofchk rules")
         }
-        guard let ipamFields = try fields.nested("ipam") else {
-            throw fields.invalid("ipam", "is required (e.g. {\"type\": \"host-local\", \"subnet\": \"10.244.1.0/24\"})")
+        let hairpinMode = try fields.bool("hairpinMode"), promiscMode = try fields.bool("promiscMode")
+        if hairpinMode && promiscMode {
+            throw fields.invalid("hairpinMode", "and promiscMode cannot both be set (as in the reference bridge plugin)")
         }
+        var argsMAC: String?
+        if let args = try fields.nested("args"), let cni = try args.nested("cni") { argsMAC = try cni.string("mac") }
         let isDefaultGateway = try fields.bool("isDefaultGateway")
         var validAttachments: [LeaseOwner]?
         for key in ["cni.dev/valid-attachments", "cni.dev/attachments"] where validAttachments == nil {
@@ -84,7 +102,30 @@ public struct NetworkConfig: Sendable {
             }
             validAttachments = owners
         }
-        let ipam = try IPAMConfig.parse(ipamFields)
+        // An empty ipam section: layer 2 only, as in the reference (bridge and veths, no addresses).
+        // A missing one stays an error: more often a mistake than a wish.
+        guard let ipamFields = try fields.nested("ipam") else {
+            throw fields.invalid("ipam", "is required (e.g. {\"type\": \"host-local\", \"subnet\": \"10.244.1.0/24\"}, or {} for layer 2 only)")
+        }
+        let ipam = try IPAMConfig.parse(ipamFields, subnetFileOptional: subnetFileOptional)
+        // Results before 0.3.0 hold one ip4 and one ip6 block: a second address of a family would be
+        // leased and configured but never reported. Refused before anything is allocated, as host-local does.
+        if version < .v0_3_0 && ipam.maxAddressesPerFamily > 1 {
+            throw CNIError(.incompatibleVersion,
+                           "cniVersion \(versionText ?? version.description) results show one IPv4 and one IPv6 address, but ipam gives \(ipam.maxAddressesPerFamily) addresses of one family",
+                           details: "use cniVersion 0.3.0 or later, or one range set per IP family")
+        }
+        let disableContainerInterface = try fields.bool("disableContainerInterface")
+        if disableContainerInterface && !ipam.isLayer2Only {
+            throw fields.invalid("disableContainerInterface", "cannot be combined with IPAM: a pod interface left down cannot use addresses (use \"ipam\": {})")
+        }
+        if let backend = try fields.string("ipMasqBackend"), backend != "nftables" {
+            throw CNIError(.unsupportedField, "ipMasqBackend \"\(backend)\" is not supported by bridge-ipam",
+                           details: "bridge-ipam programs its masquerade rule through nftables only; remove \"ipMasqBackend\" or set it to \"nftables\"")
+        }
+        if ipMasq && ipam.isLayer2Only {
+            throw fields.invalid("ipMasq", "needs addresses: the ipam section is empty (layer 2 only)")
+        }
         if ipMasq && !ipam.isBuiltIn {
             throw CNIError(.unsupportedField, "ipMasq needs the built-in host-local IPAM",
                            details: "the masquerade rule's lifetime follows the network's leases, which only the built-in IPAM keeps")
@@ -98,17 +139,38 @@ public struct NetworkConfig: Sendable {
             isGateway: try fields.bool("isGateway") || isDefaultGateway,
             isDefaultGateway: isDefaultGateway,
             forceAddress: try fields.bool("forceAddress"),
-            hairpinMode: try fields.bool("hairpinMode"),
-            promiscMode: try fields.bool("promiscMode"),
+            hairpinMode: hairpinMode,
+            promiscMode: promiscMode,
             ipMasq: ipMasq,
             ipMasqExclude: ipMasqExclude,
             mtu: try fields.int("mtu", in: 68...65535),
+            enableDAD: try fields.bool("enabledad"),
+            macSpoofCheck: macSpoofCheck,
+            disableContainerInterface: disableContainerInterface,
+            portIsolation: try fields.bool("portIsolation"),
+            argsMAC: argsMAC,
             ipam: ipam,
             dns: try fields.nested("dns").map(DNS.parse) ?? DNS(),
             runtimeConfig: try fields.object("runtimeConfig") ?? JSONObject(),
             prevResult: fields.value("prevResult"),
             validAttachments: validAttachments,
             raw: object)
+    }
+
+    /// The reference's VLAN options need bridge VLAN filtering, which we do not program: a config
+    /// that relies on them is refused rather than silently attached untagged.
+    static func refuseVLANOptions(_ fields: ConfigFields) throws(CNIError) {
+        if let vlan = try fields.int("vlan", in: 0...4094), vlan != 0 {
+            throw CNIError(.unsupportedField, "vlan is not supported by bridge-ipam", details: "remove \"vlan\" or set it to 0")
+        }
+        if let trunk = try fields.array("vlanTrunk"), !trunk.isEmpty {
+            throw CNIError(.unsupportedField, "vlanTrunk is not supported by bridge-ipam", details: "remove \"vlanTrunk\"")
+        }
+        // preserveDefaultVlan only matters with vlan or vlanTrunk; its default (true) is what we do.
+        if fields.value("preserveDefaultVlan") != nil, try !fields.bool("preserveDefaultVlan") {
+            throw CNIError(.unsupportedField, "preserveDefaultVlan: false is not supported by bridge-ipam",
+                           details: "ports stay in the bridge's default VLAN; remove \"preserveDefaultVlan\"")
+        }
     }
 
     /// Only the `cniVersion` of stdin, for VERSION (which must not validate anything else).
@@ -144,8 +206,19 @@ public struct IPAMConfig: Sendable {
     public static let defaultDataDir = "/var/lib/cni/networks"
 
     public var isBuiltIn: Bool { type == IPAMConfig.builtInType }
+    /// No IPAM at all (`"ipam": {}`): the pod interface gets no address.
+    public var isLayer2Only: Bool { type.isEmpty }
 
-    static func parse(_ fields: ConfigFields) throws(CNIError) -> IPAMConfig {
+    public static let layer2Only = IPAMConfig(type: "", rangeSets: [], routes: [], dataDir: defaultDataDir, resolvConf: nil, clusterCIDR: nil)
+
+    /// The most addresses of one family an attachment gets (one per range set of that family).
+    public var maxAddressesPerFamily: Int {
+        let v4 = rangeSets.filter { $0.family == .v4 }.count
+        return max(v4, rangeSets.count - v4)
+    }
+
+    static func parse(_ fields: ConfigFields, subnetFileOptional: Bool = false) throws(CNIError) -> IPAMConfig {
+        if fields.object.isEmpty { return .layer2Only }
         let type = try fields.requiredString("type")
         var config = IPAMConfig(type: type, rangeSets: [], routes: [], dataDir: defaultDataDir, resolvConf: nil, clusterCIDR: nil)
         guard config.isBuiltIn else { return config }
@@ -175,7 +248,11 @@ public struct IPAMConfig: Sendable {
         var clusterCIDR = try fields.cidr("clusterCIDR")
         if let path = try fields.string("subnetFile") {
             guard config.rangeSets.isEmpty else { throw fields.invalid("subnetFile", "cannot be combined with subnet or ranges") }
-            let node = try NodeSubnet.read(path, field: fields.name("subnetFile"))
+            let node: NodeSubnet
+            do { node = try NodeSubnet.read(path, field: fields.name("subnetFile")) } catch {
+                if subnetFileOptional { return config }  // DEL finds leases by owner, not by range
+                throw error
+            }
             let range: IPRange
             do { range = try IPRange(subnet: node.subnet, gateway: node.gateway) } catch {
                 throw fields.invalid("subnetFile", "\(path): \(error)")

@@ -174,9 +174,18 @@ extension NetlinkSocket {
 
     /// Turns hairpin mode on for a bridge port, so a pod can reach itself through a service IP.
     public func setHairpin(index: Int32, name: String) throws(NetlinkError) {
-        try execute("set hairpin mode on \(name)", type: UInt16(RTM_SETLINK)) { m in
+        try setBridgePort(index: index, name: name, BridgePortSettings(hairpin: true))
+    }
+
+    /// Sets bridge port flags of a bridge's port in one request; flags left nil are unchanged.
+    public func setBridgePort(index: Int32, name: String, _ settings: BridgePortSettings) throws(NetlinkError) {
+        guard !settings.isEmpty else { return }
+        try execute("set bridge port flags \(settings) on \(name)", type: UInt16(RTM_SETLINK)) { m in
             m.put(header: linkHeader(index: index, family: UInt8(AF_BRIDGE)))
-            m.nest(UInt16(IFLA_PROTINFO) | cshim_nla_f_nested()) { $0.put(UInt16(IFLA_BRPORT_MODE), u8: 1) }
+            m.nest(UInt16(IFLA_PROTINFO) | cshim_nla_f_nested()) { port in
+                if let hairpin = settings.hairpin { port.put(UInt16(IFLA_BRPORT_MODE), u8: hairpin ? 1 : 0) }
+                if let isolated = settings.isolated { port.put(UInt16(IFLA_BRPORT_ISOLATED), u8: isolated ? 1 : 0) }
+            }
         }
     }
 
@@ -223,5 +232,23 @@ public enum IPv4DeviceSetting: CustomStringConvertible, Sendable {
         switch self {
         case .arpNotify: return "arp_notify"
         }
+    }
+}
+
+/// Flags of a bridge port (IFLA_PROTINFO of an AF_BRIDGE RTM_SETLINK).
+public struct BridgePortSettings: Sendable, CustomStringConvertible {
+    /// Hairpin: frames may leave through the port they came in by.
+    public var hairpin: Bool?
+    /// Isolated: the port exchanges frames only with ports that are not isolated (the bridge
+    /// itself, uplinks), never with another isolated port.
+    public var isolated: Bool?
+
+    public init(hairpin: Bool? = nil, isolated: Bool? = nil) { self.hairpin = hairpin; self.isolated = isolated }
+
+    public var isEmpty: Bool { hairpin == nil && isolated == nil }
+
+    public var description: String {
+        [hairpin.map { "hairpin \($0 ? "on" : "off")" }, isolated.map { "isolated \($0 ? "on" : "off")" }]
+            .compactMap { $0 }.joined(separator: ", ")
     }
 }

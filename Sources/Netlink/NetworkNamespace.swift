@@ -70,6 +70,18 @@ public final class NetworkNamespace {
 
     public func isSame(as other: NetworkNamespace) -> Bool { identity == other.identity }
 
+    /// Runs `body` inside this namespace and returns the thread to `home`: for what only works
+    /// from inside, such as per-interface IPv6 sysctls (/proc/sys/net follows the opener's namespace).
+    @available(*, noasync, message: "network namespaces are per thread; enter them only from synchronous code")
+    public func perform<T>(returningTo home: NetworkNamespace, _ body: () -> T) throws(NetlinkError) -> T {
+        guard cshim_setns_net(fd) == 0 else { throw NetlinkError("enter network namespace \(path)") }
+        let result = body()
+        guard cshim_setns_net(home.fd) == 0 else {
+            fatalError("cannot return to network namespace \(home.path): \(String(cString: strerror(errno)))")
+        }
+        return result
+    }
+
     /// Enters this namespace, opens a netlink socket there, and returns the thread to `home`.
     /// Failing to return home is fatal: the rest of the process would act on the wrong namespace.
     @available(*, noasync, message: "network namespaces are per thread; enter them only from synchronous code")

@@ -28,8 +28,15 @@ public enum Sysctl {
         }
     }
 
+    /// `net.ipv6.conf.<interface>.<setting>`, spelled as a path so that dots in interface names
+    /// (VLAN devices) stay part of the name.
+    public static func ipv6Key(interface: String, _ setting: String) -> String {
+        "net/ipv6/conf/\(interface)/\(setting)"
+    }
+
     static func path(_ key: String) -> String {
-        "/proc/sys/" + String(key.map { $0 == "." ? "/" : $0 })
+        if key.contains("/") { return "/proc/sys/" + key }
+        return "/proc/sys/" + String(key.map { $0 == "." ? "/" : $0 })
     }
 }
 

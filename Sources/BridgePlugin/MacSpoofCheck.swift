@@ -1,0 +1,42 @@
+import CNI
+import IPAM
+import Netlink
+import NFTables
+
+/// macspoofchk: one nftables rule per attachment that drops frames entering the bridge from
+/// the pod's host veth with a source MAC other than the pod interface's. Added by ADD (and
+/// removed again if ADD fails later), removed by DEL and, for attachments the runtime no longer
+/// lists, by GC.
+struct MacSpoofCheck {
+    let network: String
+
+    func add(owner: LeaseOwner, hostInterface: String, mac: MACAddress) throws(CNIError) {
+        let rule = MacSpoofRule(network: network, containerID: owner.containerID, ifname: owner.ifname,
+                                hostInterface: hostInterface, mac: mac)
+        try nftables { () throws(NetlinkError) in try MacSpoofTable().add(rule) }
+    }
+
+    /// Removes the attachment's rule; succeeds when there is none.
+    func remove(owner: LeaseOwner) throws(CNIError) {
+        let tag = MacSpoofRule.tag(network: network, containerID: owner.containerID, ifname: owner.ifname)
+        try nftables { () throws(NetlinkError) in _ = try MacSpoofTable().remove { $0 == tag } }
+    }
+
+    /// GC: removes the network's rules of attachments not in `valid`.
+    func removeAll(except valid: [LeaseOwner]) throws(CNIError) {
+        let prefix = MacSpoofRule.tagPrefix(network: network)
+        let kept = Set(valid.map { MacSpoofRule.tag(network: network, containerID: $0.containerID, ifname: $0.ifname) })
+        try nftables { () throws(NetlinkError) in _ = try MacSpoofTable().remove { $0.hasPrefix(prefix) && !kept.contains($0) } }
+    }
+
+    func isPresent(owner: LeaseOwner) throws(CNIError) -> Bool {
+        let tag = MacSpoofRule.tag(network: network, containerID: owner.containerID, ifname: owner.ifname)
+        return try nftables { () throws(NetlinkError) in try MacSpoofTable().rules().contains { $0.comment == tag } }
+    }
+
+    private func nftables<T>(_ body: () throws(NetlinkError) -> T) throws(CNIError) -> T {
+        do { return try body() } catch {
+            throw CNIError(.netlinkFailure, "nftables: \(error.operation) failed", details: error.description)
+        }
+    }
+}
