@@ -11,6 +11,7 @@ import PackageDescription
 //   CNI           the spec's environment, config, result and error types
 //   BridgePlugin  ADD / DEL / CHECK / VERSION / GC / STATUS
 //   ClusterRoutes `bridge-ipam routes sync`: one route per other node's pod subnet
+//   CBuildInfo    C: the version and git commit fixed at build time
 //   CProcessStart C: argv for the Swift runtime without its /proc/self/maps scan at start-up
 //   bridge-ipam   a thin main: the CNI plugin, or the node command when given arguments
 let package = Package(
@@ -24,6 +25,7 @@ let package = Package(
             linkerSettings: [.linkedLibrary("mnl")]
         ),
         .systemLibrary(name: "CNFTNL", providers: [.apt(["libnftnl-dev"])]),
+        .target(name: "CBuildInfo"),
         .target(name: "Addresses"),
         .target(name: "Netlink", dependencies: ["CNetlinkShim", "Addresses"]),
         .target(name: "NFTables", dependencies: ["CNFTNL", "Addresses", "Netlink"], linkerSettings: [.linkedLibrary("nftnl")]),
@@ -34,13 +36,14 @@ let package = Package(
         .target(name: "ClusterRoutes", dependencies: ["Addresses", "JSON", "Netlink"]),
         // Linked only into the executable: hands argv to the Swift runtime (see argv.c).
         .target(name: "CProcessStart"),
-        .executableTarget(name: "bridge-ipam", dependencies: ["BridgePlugin", "ClusterRoutes", "CProcessStart"]),
+        .executableTarget(name: "bridge-ipam", dependencies: ["BridgePlugin", "ClusterRoutes", "CNI", "CBuildInfo", "CProcessStart"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "AddressesTests", dependencies: ["Addresses"]),
         .testTarget(name: "IPAMTests", dependencies: ["Addresses", "IPAM"]),
         .testTarget(name: "ClusterRoutesTests", dependencies: ["Addresses", "ClusterRoutes"]),
         .testTarget(name: "NFTablesTests", dependencies: ["Addresses", "NFTables", "Netlink"]),
+        .testTarget(name: "NetlinkTests", dependencies: ["Addresses", "CNetlinkShim", "Netlink", "NFTables"]),
         .testTarget(name: "CNITests", dependencies: ["Addresses", "CNI", "JSON", "IPAM"]),
-        .testTarget(name: "BridgePluginTests", dependencies: ["BridgePlugin", "Addresses", "CNI", "IPAM"]),
+        .testTarget(name: "BridgePluginTests", dependencies: ["BridgePlugin", "Addresses", "CNI", "IPAM", "JSON"]),
     ]
 )

@@ -57,12 +57,16 @@ struct Add {
             let podMAC = requests.mac ?? .random()
             let veth = try createVeth(node: node, podSocket: podSocket, pod: pod, bridge: bridge, podMAC: podMAC)
             hostVeth = veth.name
-            // The kernel ignores an alias in the creating request; GC finds host ends by it.
-            if let alias = HostVethTag(network: config.name, owner: context.owner).alias {
-                try netlink { () throws(NetlinkError) in try node.setAlias(index: veth.index, name: veth.name, alias: alias) }
-            }
+            // GC finds host ends by their alias; the kernel ignores one in the creating request.
+            // The bridge port flags go in the same datagram.
+            let alias = HostVethTag(network: config.name, owner: context.owner).alias
             let port = BridgePortSettings(hairpin: config.hairpinMode ? true : nil, isolated: config.portIsolation ? true : nil)
-            try netlink { () throws(NetlinkError) in try node.setBridgePort(index: veth.index, name: veth.name, port) }
+            try netlink { () throws(NetlinkError) in
+                try node.batch { batch in
+                    if let alias { NetlinkSocket.setAlias(index: veth.index, name: veth.name, alias: alias, to: &batch) }
+                    NetlinkSocket.setBridgePort(index: veth.index, name: veth.name, port, to: &batch)
+                }
+            }
             if let spoofCheck {
                 try spoofCheck.add(owner: context.owner, hostInterface: veth.name, mac: podMAC)
                 spoofRuleAdded = true
@@ -94,8 +98,10 @@ struct Add {
         for _ in 0..<8 {
             var pair = VethPair(name: Add.hostVethName(), mac: .random(), peerName: environment.ifname, peerMAC: podMAC,
                                 peerNamespaceFD: pod.fd, mtu: mtu == 0 ? nil : mtu, master: bridge.index)
+            // The kernel echoes the new link: its index and IFLA_LINK, the peer's index in the pod.
+            let created: CreatedVeth
             do {
-                try node.createVethPair(pair)
+                created = try node.createVethPair(pair)
             } catch where error.isExists {
                 if (try? podSocket.link(named: environment.ifname)) != nil { throw interfaceExists() }
                 pair.name = ""
@@ -103,11 +109,7 @@ struct Add {
             } catch {
                 throw .netlink(error)
             }
-            // One look-up gives both ends' indexes: IFLA_LINK is the peer's index inside the pod.
-            guard let link = try netlink({ () throws(NetlinkError) in try node.link(named: pair.name) }), let peerIndex = link.peerIndex else {
-                throw CNIError(.netlinkFailure, "veth \(pair.name) vanished right after it was created")
-            }
-            return (pair.name, link.index, pair.mac, peerIndex)
+            return (pair.name, created.index, pair.mac, created.peerIndex)
         }
         throw CNIError(.tryAgainLater, "could not find a free host veth name after 8 tries")
     }

@@ -8,8 +8,10 @@ import JSON
 /// our stdin and environment (with CNI_COMMAND set to the verb), its stdout read back.
 struct DelegatedPlugin {
     let type: String
-    let searchPath: [String]
+    let environment: Environment
     let stdin: [UInt8]
+
+    var searchPath: [String] { environment.path }
 
     func executablePath() throws(CNIError) -> String {
         guard !type.contains("/"), !type.isEmpty else {
@@ -38,14 +40,26 @@ struct DelegatedPlugin {
         posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
         posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
 
-        var environment = currentEnvironment().filter { !$0.hasPrefix("CNI_COMMAND=") }
-        environment.append("CNI_COMMAND=\(command.rawValue)")
+        let variables = environment.variables.all.filter { $0.name != "CNI_COMMAND" } + [("CNI_COMMAND", command.rawValue)]
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup(path), nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = variables.map { strdup("\($0.name)=\($0.value)") } + [nil]
         defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
 
+        // A plugin that exits without reading all of its stdin must not kill us with SIGPIPE: the
+        // write then fails with EPIPE and the plugin's answer is still read. The child gets the
+        // default disposition back (an ignored signal would stay ignored across exec).
+        signal(SIGPIPE, SIG_IGN)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGPIPE)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF))
+
         var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, path, &actions, nil, argv, envp)
+        let spawned = posix_spawn(&pid, path, &actions, &attributes, argv, envp)
         close(inPipe[0])
         close(outPipe[1])
         guard spawned == 0 else {
@@ -71,13 +85,9 @@ struct DelegatedPlugin {
     }
 
     /// Writes our stdin to the child while reading its stdout, until it closes its stdout: a
-    /// child that reads nothing, or writes much before reading, can neither block us nor, by
-    /// closing its stdin early, kill us with SIGPIPE (ignored while we write; EPIPE ends the input).
+    /// child that never reads a config larger than a pipe, or writes much before reading, cannot
+    /// block us (SIGPIPE is ignored, so a child that closes its stdin early just ends the input).
     private func exchange(input: Int32, output: Int32) -> [UInt8] {
-        var ignore = sigaction(), previous = sigaction()
-        ignore.__sigaction_handler.sa_handler = SIG_IGN
-        sigaction(SIGPIPE, &ignore, &previous)
-        defer { sigaction(SIGPIPE, &previous, nil) }
         _ = fcntl(input, F_SETFL, fcntl(input, F_GETFL) | O_NONBLOCK)
         var inputOpen = true, written = 0
         var result: [UInt8] = []
@@ -112,16 +122,6 @@ struct DelegatedPlugin {
     private func failure(_ what: String) -> CNIError {
         CNIError(.delegateFailure, "cannot run IPAM plugin \(type): \(what) failed", details: String(cString: strerror(errno)))
     }
-}
-
-func currentEnvironment() -> [String] {
-    var result: [String] = []
-    var pointer = environ
-    while let entry = pointer.pointee {
-        result.append(String(cString: entry))
-        pointer += 1
-    }
-    return result
 }
 
 /// A pipe whose ends are not inherited by spawned children (they get dup2'd copies only),

@@ -14,7 +14,7 @@ struct GarbageCollect {
         try context.require(.v1_1_0, for: "GC")
         let config = context.config
         guard config.ipam.isBuiltIn || config.ipam.isLayer2Only else {
-            _ = try DelegatedPlugin(type: config.ipam.type, searchPath: context.environment.path, stdin: context.stdin).run(command: .gc)
+            _ = try DelegatedPlugin(type: config.ipam.type, environment: context.environment, stdin: context.stdin).run(command: .gc)
             return
         }
         let valid = config.validAttachments ?? []

@@ -26,7 +26,7 @@ enum IPAMBackend {
         } else if config.ipam.isBuiltIn {
             self = .builtIn(config.ipam, network: config.name)
         } else {
-            self = .delegated(DelegatedPlugin(type: config.ipam.type, searchPath: environment.path, stdin: stdin))
+            self = .delegated(DelegatedPlugin(type: config.ipam.type, environment: environment, stdin: stdin))
         }
     }
 

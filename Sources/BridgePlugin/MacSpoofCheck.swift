@@ -1,3 +1,4 @@
+import Addresses
 import CNI
 import IPAM
 import Netlink

@@ -13,34 +13,68 @@ public enum Plugin {
         public var exitCode: Int32
     }
 
-    /// Runs the verb named by the environment on the configuration in `stdin`.
+    /// Runs the verb named by `environment` (the process's variables, read once by `main`) on
+    /// the configuration in `stdin`. With `logFile` in the config, the invocation is logged.
     @available(*, noasync, message: "the plugin enters network namespaces and must stay on one thread")
-    public static func run(stdin: [UInt8]) -> Outcome {
-        var versionText = CNIVersion.latest.description
-        do throws(CNIError) {
-            let environment = try Environment.fromProcess()
-            if environment.command == .version {
+    public static func run(environment variables: EnvironmentVariables, stdin: [UInt8]) -> Outcome {
+        // VERSION reads nothing but the input's cniVersion, and is not logged.
+        if variables["CNI_COMMAND"] == Command.version.rawValue {
+            do throws(CNIError) {
                 return Outcome(stdout: try version(stdin: stdin).serialized() + "\n", exitCode: 0)
+            } catch {
+                return failure(error, cniVersion: CNIVersion.latest.description)
             }
-            // Echo the config's version in errors when we can read it.
-            if let text = try? NetworkConfig.versionOnly(stdin) { versionText = text }
+        }
+        let object: Result<JSONObject, CNIError>
+        do throws(CNIError) { object = .success(try NetworkConfig.decodeObject(stdin)) } catch { object = .failure(error) }
+        // Read before the environment is validated, so that such errors are logged too. A config
+        // whose log settings are themselves invalid fails below with code 7, unlogged.
+        let log = (try? object.get()).flatMap { try? LogSettings.parse(config: $0) }
+        let started = log.map { _ in InvocationLog.Start.now() }
+        let (outcome, reply) = perform(variables, config: object, stdin: stdin)
+        if let log, let started {
+            InvocationLog(settings: log).record(
+                InvocationLog.Invocation(variables: variables, network: (try? object.get())?["name"]?.stringValue,
+                                         stdin: stdin, stdout: outcome.stdout, reply: reply, started: started))
+        }
+        return outcome
+    }
+
+    /// How a verb ended, for the log.
+    enum Reply {
+        case done
+        case result(JSONValue)
+        case failed(CNIError)
+    }
+
+    static func perform(_ variables: EnvironmentVariables, config object: Result<JSONObject, CNIError>, stdin: [UInt8]) -> (Outcome, Reply) {
+        // Errors are written in the config's version when it has one.
+        var versionText = (try? object.get())?["cniVersion"]?.stringValue ?? CNIVersion.latest.description
+        do throws(CNIError) {
+            let environment = try Environment.parse(variables)
             // DEL must clean up also when the node's subnet file is gone (e.g. /run after a
             // reboot, before its agent rewrote it): it releases leases by owner, not by range.
-            let config = try NetworkConfig.parse(stdin, subnetFileOptional: environment.command == .del)
+            let config = try NetworkConfig.parse(object: try object.get(), subnetFileOptional: environment.command == .del)
             versionText = config.cniVersionText
             let context = Context(environment: environment, config: config, stdin: stdin)
             switch environment.command {
-            case .add: return Outcome(stdout: try Add(context).run().serialized() + "\n", exitCode: 0)
+            case .add:
+                let result = try Add(context).run()
+                return (Outcome(stdout: result.serialized() + "\n", exitCode: 0), .result(result))
             case .del: try Delete(context).run()
             case .check: try Check(context).run()
             case .gc: try GarbageCollect(context).run()
             case .status: try Status(context).run()
             case .version: break
             }
-            return Outcome(stdout: "", exitCode: 0)
+            return (Outcome(stdout: "", exitCode: 0), .done)
         } catch {
-            return Outcome(stdout: error.json(cniVersion: versionText).serialized() + "\n", exitCode: 1)
+            return (failure(error, cniVersion: versionText), .failed(error))
         }
+    }
+
+    static func failure(_ error: CNIError, cniVersion: String) -> Outcome {
+        Outcome(stdout: error.json(cniVersion: cniVersion).serialized() + "\n", exitCode: 1)
     }
 
     static func version(stdin: [UInt8]) throws(CNIError) -> JSONValue {

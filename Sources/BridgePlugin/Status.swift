@@ -30,7 +30,7 @@ struct Status {
                 }
             }
         } else if !config.ipam.isLayer2Only {
-            _ = try DelegatedPlugin(type: config.ipam.type, searchPath: context.environment.path, stdin: context.stdin).run(command: .status)
+            _ = try DelegatedPlugin(type: config.ipam.type, environment: context.environment, stdin: context.stdin).run(command: .status)
         }
         let socket = try netlink { () throws(NetlinkError) in try NetlinkSocket() }
         if let link = try netlink({ () throws(NetlinkError) in try socket.link(named: config.bridge) }), link.kind != "bridge" {

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// The verbs a runtime may ask for in `CNI_COMMAND`.
 public enum Command: String, Sendable, CaseIterable {
     case add = "ADD", del = "DEL", check = "CHECK", version = "VERSION", gc = "GC", status = "STATUS"
@@ -15,15 +11,19 @@ public struct Environment: Sendable, Equatable {
     public var ifname: String
     public var args: [(key: String, value: String)]
     public var path: [String]
+    /// Every variable of the invocation as given (delegated plugins are run with them).
+    public var variables: EnvironmentVariables = [:]
 
     public static func == (l: Environment, r: Environment) -> Bool {
         l.command == r.command && l.containerID == r.containerID && l.netns == r.netns && l.ifname == r.ifname
             && l.path == r.path && l.args.map(\.key) == r.args.map(\.key) && l.args.map(\.value) == r.args.map(\.value)
     }
 
-    /// Reads the process environment.
-    public static func fromProcess() throws(CNIError) -> Environment {
-        try parse { name in getenv(name).map { String(cString: $0) } }
+    /// Validates the invocation's variables, read once from the process by `main`.
+    public static func parse(_ variables: EnvironmentVariables) throws(CNIError) -> Environment {
+        var environment = try parse { variables[$0] }
+        environment.variables = variables
+        return environment
     }
 
     /// Validates the variables `lookup` returns. Every problem is named in one error (code 4).

@@ -39,6 +39,8 @@ public struct NetworkConfig: Sendable {
     public var validAttachments: [LeaseOwner]?
     /// The whole object as received, for delegated IPAM plugins.
     public var raw: JSONObject
+    /// `logFile`, `logLevel`, `logMaxSize`: the invocation log, off when nil.
+    public var log: LogSettings?
 
     public static let defaultBridge = "cni0"
     /// The most CIDRs `ipMasqExclude` may list. They go into one nftables set per rule, so the
@@ -50,7 +52,11 @@ public struct NetworkConfig: Sendable {
     /// anything else wrong code 7 naming the field.
     /// `subnetFileOptional` (DEL): an unreadable `ipam.subnetFile` leaves the ranges empty.
     public static func parse(_ bytes: [UInt8], subnetFileOptional: Bool = false) throws(CNIError) -> NetworkConfig {
-        let object = try decodeObject(bytes)
+        try parse(object: try decodeObject(bytes), subnetFileOptional: subnetFileOptional)
+    }
+
+    /// Validates a config already decoded with `decodeObject`.
+    public static func parse(object: JSONObject, subnetFileOptional: Bool = false) throws(CNIError) -> NetworkConfig {
         let fields = ConfigFields(object)
         let versionText = try fields.string("cniVersion")
         let version = try CNIVersion.from(config: versionText)
@@ -154,7 +160,8 @@ public struct NetworkConfig: Sendable {
             runtimeConfig: try fields.object("runtimeConfig") ?? JSONObject(),
             prevResult: fields.value("prevResult"),
             validAttachments: validAttachments,
-            raw: object)
+            raw: object,
+            log: try LogSettings.parse(fields))
     }
 
     /// The reference's VLAN options need bridge VLAN filtering, which we do not program: a config
@@ -179,7 +186,7 @@ public struct NetworkConfig: Sendable {
         return try ConfigFields(try decodeObject(bytes)).string("cniVersion")
     }
 
-    static func decodeObject(_ bytes: [UInt8]) throws(CNIError) -> JSONObject {
+    public static func decodeObject(_ bytes: [UInt8]) throws(CNIError) -> JSONObject {
         let value: JSONValue
         do { value = try JSONValue.parse(bytes) } catch {
             throw CNIError(.decodeFailure, "the network configuration on stdin is not valid JSON", details: error.description)

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Addresses
 import CNFTNL
 import Netlink
 
@@ -113,8 +114,9 @@ public final class MacSpoofTable {
 
     // MARK: - Messages
 
+    /// One nftables transaction: it must reach the kernel in a single datagram.
     private func transaction(_ operation: String, _ body: (inout NetlinkSocket.Batch) -> Void) throws(NetlinkError) {
-        try socket.batch { batch in
+        try socket.batch(atomic: true) { batch in
             batch.add("\(operation): begin", type: UInt16(NFNL_MSG_BATCH_BEGIN), acknowledged: false) { m in
                 m.put(header: MacSpoofTable.header(family: UInt8(AF_UNSPEC), resourceID: UInt16(NFNL_SUBSYS_NFTABLES)))
             }

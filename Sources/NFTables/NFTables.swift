@@ -28,6 +28,11 @@ public final class NFTables {
         socket = try NetlinkSocket(protocol: NETLINK_NETFILTER)
     }
 
+    /// Speaks through `socket`, a NETLINK_NETFILTER one (tests give one over a fake transport).
+    public init(socket: NetlinkSocket) {
+        self.socket = socket
+    }
+
     static func protocolFamily(_ family: IPAddress.Family) -> UInt8 {
         UInt8(family == .v4 ? NFPROTO_IPV4 : NFPROTO_IPV6)
     }
@@ -108,8 +113,9 @@ public final class NFTables {
 
     // MARK: - Messages
 
+    /// One nftables transaction: it must reach the kernel in a single datagram.
     private func transaction(_ operation: String, _ body: (inout NetlinkSocket.Batch) -> Void) throws(NetlinkError) {
-        try socket.batch { batch in
+        try socket.batch(atomic: true) { batch in
             batch.add("\(operation): begin", type: UInt16(NFNL_MSG_BATCH_BEGIN), acknowledged: false) { m in
                 m.put(header: NFTables.header(family: UInt8(AF_UNSPEC), resourceID: UInt16(NFNL_SUBSYS_NFTABLES)))
             }

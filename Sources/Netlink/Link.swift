@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CNetlinkShim
+import Addresses
 
 /// A network interface as RTM_GETLINK reports it.
 public struct Link: Sendable, Equatable {
@@ -35,6 +36,12 @@ public struct Link: Sendable, Equatable {
         peerIndex = attrs.u32(UInt16(IFLA_LINK)).map { Int32(bitPattern: $0) }
         alias = attrs.string(UInt16(IFLA_IFALIAS))
     }
+}
+
+/// The indexes of a veth pair just created: this end's, and the peer's in its own namespace.
+public struct CreatedVeth: Sendable, Equatable {
+    public let index: Int32
+    public let peerIndex: Int32
 }
 
 /// What a new veth pair looks like; the peer can be created straight inside another namespace.
@@ -121,10 +128,24 @@ extension NetlinkSocket {
         }
     }
 
-    /// Creates a veth pair in one request: this end up and enslaved to `master`, MACs and MTU set,
-    /// the peer created directly in its namespace (no move afterwards) and left down.
-    public func createVethPair(_ pair: VethPair) throws(NetlinkError) {
-        try execute("create veth \(pair.name)", type: UInt16(RTM_NEWLINK), flags: NLM_F_CREATE | NLM_F_EXCL) { m in
+    /// Creates a veth pair in one request: this end up and enslaved to `master`, MACs and MTU
+    /// set, the peer created directly in its namespace (no move afterwards) and left down. The
+    /// kernel echoes the new link (NLM_F_ECHO), which gives both ends' indexes without a
+    /// look-up; a kernel that does not echo costs one look-up.
+    public func createVethPair(_ pair: VethPair) throws(NetlinkError) -> CreatedVeth {
+        let replies = try batchWithReplies { NetlinkSocket.createVethPair(pair, to: &$0) }
+        let echoed = replies.lazy.filter { $0.type == UInt16(RTM_NEWLINK) }.map(Link.init).first { $0.name == pair.name }
+        var link = echoed
+        if link == nil { link = try self.link(named: pair.name) }
+        guard let link, let peerIndex = link.peerIndex else {
+            throw NetlinkError("look up veth \(pair.name)", errno: ENODEV, kernelMessage: "it vanished right after it was created")
+        }
+        return CreatedVeth(index: link.index, peerIndex: peerIndex)
+    }
+
+    /// Adds the request creating `pair` (see `createVethPair`), asking for the new link back.
+    public static func createVethPair(_ pair: VethPair, to batch: inout Batch) {
+        batch.add("create veth \(pair.name)", type: UInt16(RTM_NEWLINK), flags: NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO) { m in
             m.put(header: linkHeader(flags: up, change: up))
             m.put(UInt16(IFLA_IFNAME), string: pair.name)
             m.put(UInt16(IFLA_ADDRESS), bytes: pair.mac.bytes)
@@ -149,7 +170,14 @@ extension NetlinkSocket {
 
     /// Sets a link's alias (IFLA_IFALIAS), a free-form label of up to 127 bytes.
     public func setAlias(index: Int32, name: String, alias: String) throws(NetlinkError) {
-        try execute("set alias of \(name)", type: UInt16(RTM_NEWLINK)) { m in
+        try batch { NetlinkSocket.setAlias(index: index, name: name, alias: alias, to: &$0) }
+    }
+
+    /// Adds a request setting a link's alias to a batch. By index, never by name: the kernel
+    /// ignores an alias in a creating request, and a by-name request sent along with the
+    /// creation would label a foreign link should the name already exist.
+    public static func setAlias(index: Int32, name: String, alias: String, to batch: inout Batch) {
+        batch.add("set alias of \(name)", type: UInt16(RTM_NEWLINK)) { m in
             m.put(header: linkHeader(index: index))
             m.put(UInt16(IFLA_IFALIAS), string: alias)
         }
@@ -179,8 +207,13 @@ extension NetlinkSocket {
 
     /// Sets bridge port flags of a bridge's port in one request; flags left nil are unchanged.
     public func setBridgePort(index: Int32, name: String, _ settings: BridgePortSettings) throws(NetlinkError) {
+        try batch { NetlinkSocket.setBridgePort(index: index, name: name, settings, to: &$0) }
+    }
+
+    /// Adds the request setting bridge port flags to a batch; nothing when every flag is nil.
+    public static func setBridgePort(index: Int32, name: String, _ settings: BridgePortSettings, to batch: inout Batch) {
         guard !settings.isEmpty else { return }
-        try execute("set bridge port flags \(settings) on \(name)", type: UInt16(RTM_SETLINK)) { m in
+        batch.add("set bridge port flags \(settings) on \(name)", type: UInt16(RTM_SETLINK)) { m in
             m.put(header: linkHeader(index: index, family: UInt8(AF_BRIDGE)))
             m.nest(UInt16(IFLA_PROTINFO) | cshim_nla_f_nested()) { port in
                 if let hairpin = settings.hairpin { port.put(UInt16(IFLA_BRPORT_MODE), u8: hairpin ? 1 : 0) }

@@ -3,92 +3,198 @@ import Glibc
 #endif
 import CNetlinkShim
 
-/// A route-netlink socket bound to the network namespace it was opened in.
+/// Builds netlink requests, sends them through a transport, and matches the kernel's answers
+/// to them by sequence number.
 ///
-/// Requests are built with libmnl into one buffer; several may go out in a single datagram
-/// (`batch`), each acknowledged separately, which saves a system call pair per operation.
-/// Errors carry the kernel's extended-ack message when it sends one.
+/// Requests go out in batches: as many messages per datagram as fit, each datagram's replies
+/// read before the next one is sent. Only the last message of a datagram asks for an
+/// acknowledgement; the kernel reports a failing message without being asked, under that
+/// message's sequence number, before the final acknowledgement. Errors carry the kernel's
+/// extended-ack message when it sends one.
 public final class NetlinkSocket {
-    private let socket: OpaquePointer
-    private let portID: UInt32
-    private var sequence: UInt32
-    private let sendBuffer: UnsafeMutableRawPointer
-    private let sendCapacity: Int
-    private let receiveBuffer: UnsafeMutableRawBufferPointer
+    /// The most we put in one datagram, and so the largest message we can send.
+    public static let maximumMessageSize = 64 * 1024
+    /// At most this many messages share a datagram. Should every one of them fail, their error
+    /// reports still fit the default 208 KiB receive buffer (each costs under 1 KiB there), so
+    /// none is lost to an overrun.
+    public static let maximumMessagesPerDatagram = 128
+    /// How often a dump interrupted by concurrent changes (NLM_F_DUMP_INTR) is started again.
+    public static let dumpAttempts = 4
+
+    private let transport: any NetlinkTransport
     private let familyHeaderSize: Int?
+    private var sequence: UInt32
+    /// Outgoing messages, built in place; grows so that every message starts with
+    /// `maximumMessageSize` bytes of room ahead of it.
+    private var storage: UnsafeMutableRawPointer
+    private var capacity: Int
+    private let overflowed: UnsafeMutablePointer<Bool>
+    private let receiveBuffer: UnsafeMutableRawBufferPointer
 
     /// Opens and binds a netlink socket (NETLINK_ROUTE unless told otherwise) in the calling
     /// thread's current namespace.
-    public init(protocol bus: Int32 = NETLINK_ROUTE) throws(NetlinkError) {
-        guard let socket = mnl_socket_open(bus) else { throw NetlinkError("open netlink socket") }
+    public convenience init(protocol bus: Int32 = NETLINK_ROUTE) throws(NetlinkError) {
+        try self.init(transport: MNLTransport(protocol: bus), protocol: bus)
+    }
+
+    /// Speaks `bus`'s messages over `transport`. `firstSequence` fixes the sequence numbers
+    /// (tests); by default they start from the clock, as libmnl's examples do.
+    public init(transport: any NetlinkTransport, protocol bus: Int32 = NETLINK_ROUTE, firstSequence: UInt32? = nil) {
+        self.transport = transport
         // nfnetlink messages all start with a 4-byte nfgenmsg; rtnetlink's header depends on the type.
         familyHeaderSize = bus == NETLINK_NETFILTER ? 4 : nil
-        guard mnl_socket_bind(socket, 0, pid_t(MNL_SOCKET_AUTOPID)) == 0 else {
-            let error = NetlinkError("bind netlink socket")
-            mnl_socket_close(socket)
-            throw error
-        }
-        var on: Int32 = 1
-        // Best effort: extended acks give readable kernel messages; capped acks keep them short.
-        _ = mnl_socket_setsockopt(socket, NETLINK_EXT_ACK, &on, socklen_t(MemoryLayout<Int32>.size))
-        _ = mnl_socket_setsockopt(socket, NETLINK_CAP_ACK, &on, socklen_t(MemoryLayout<Int32>.size))
-        self.socket = socket
-        self.portID = mnl_socket_get_portid(socket)
-        self.sequence = UInt32(truncatingIfNeeded: time(nil))
-        // Room for a pod's whole configuration in one datagram (the config caps routes at 256).
-        self.sendCapacity = 64 * 1024
-        self.sendBuffer = UnsafeMutableRawPointer.allocate(byteCount: sendCapacity, alignment: 8)
-        self.receiveBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 32 * 1024, alignment: 8)
+        sequence = (firstSequence ?? UInt32(truncatingIfNeeded: time(nil))) &- 1
+        capacity = NetlinkSocket.maximumMessageSize + 16 * 1024
+        storage = malloc(capacity)!
+        overflowed = .allocate(capacity: 1)
+        overflowed.initialize(to: false)
+        receiveBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 32 * 1024, alignment: 8)
     }
 
     deinit {
-        mnl_socket_close(socket)
-        sendBuffer.deallocate()
+        free(storage)
+        overflowed.deallocate()
         receiveBuffer.deallocate()
     }
 
-    /// Requests that go out together in one datagram.
-    public struct Batch {
-        fileprivate var operations: [(sequence: UInt32, name: String)] = []
-        fileprivate var length = 0
-        fileprivate let socket: NetlinkSocket
+    // MARK: - Building
 
-        /// Adds one request. `flags` are added to NLM_F_REQUEST and, unless `acknowledged` is
-        /// false (nftables' batch delimiters), NLM_F_ACK.
-        public mutating func add(_ operation: String, type: UInt16, flags: Int32 = 0, acknowledged: Bool = true,
-                                 _ body: (MessageBuilder) -> Void) {
-            socket.sequence &+= 1
-            let header = mnl_nlmsg_put_header(socket.sendBuffer + length)!
-            header.pointee.nlmsg_type = type
-            header.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | (acknowledged ? NLM_F_ACK : 0) | flags)
-            header.pointee.nlmsg_seq = socket.sequence
-            body(MessageBuilder(header: header))
-            length += Int(header.pointee.nlmsg_len)
-            precondition(length <= socket.sendCapacity, "netlink batch exceeds the send buffer")
-            if acknowledged { operations.append((socket.sequence, operation)) }
-            if firstSequence == nil { firstSequence = socket.sequence }
-        }
-
-        fileprivate var firstSequence: UInt32?
+    /// Makes sure a message starting at `offset` has `maximumMessageSize` bytes of room.
+    private func reserveRoom(at offset: Int) {
+        guard capacity - offset < NetlinkSocket.maximumMessageSize else { return }
+        capacity = max(capacity * 2, offset + NetlinkSocket.maximumMessageSize)
+        storage = realloc(storage, capacity)!
     }
 
-    /// Sends every request `build` adds in one datagram and waits for their acknowledgements,
-    /// up to the first failure, which it throws naming its operation. `tolerate` lists errnos
-    /// taken as success. (Acknowledgements still in flight after a failure carry sequence
-    /// numbers no later request waits for, so they are skipped.)
-    public func batch(tolerate: Set<Int32> = [], _ build: (inout Batch) -> Void) throws(NetlinkError) {
-        var batch = Batch(socket: self)
+    /// Writes one message at `offset`; returns its sequence number and aligned length, or nil
+    /// when it did not fit in `maximumMessageSize` (nothing past that was written).
+    private func buildMessage(at offset: Int, type: UInt16, flags: Int32, _ body: (MessageBuilder) -> Void) -> (sequence: UInt32, length: Int)? {
+        reserveRoom(at: offset)
+        sequence &+= 1
+        let header = mnl_nlmsg_put_header(storage + offset)!
+        header.pointee.nlmsg_type = type
+        header.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | flags)
+        header.pointee.nlmsg_seq = sequence
+        overflowed.pointee = false
+        body(MessageBuilder(header: header, room: NetlinkSocket.maximumMessageSize, overflowed: overflowed))
+        guard !overflowed.pointee else { return nil }
+        return (sequence, cshim_nla_align(Int(header.pointee.nlmsg_len)))
+    }
+
+    private func tooLarge(_ operation: String) -> NetlinkError {
+        NetlinkError(operation, errno: EMSGSIZE, kernelMessage: "the request exceeds the \(NetlinkSocket.maximumMessageSize / 1024) KiB netlink message limit")
+    }
+
+    // MARK: - Batches
+
+    /// Requests sent together: in as few datagrams as they fit, or in exactly one (`atomic`).
+    public struct Batch {
+        fileprivate struct Message {
+            var sequence: UInt32
+            var name: String
+            var offset: Int
+            var acknowledgeable: Bool
+        }
+
+        fileprivate let socket: NetlinkSocket
+        fileprivate let splittable: Bool
+        fileprivate var messages: [Message] = []
+        /// Index in `messages` of each datagram's first message.
+        fileprivate var datagramStarts: [Int] = [0]
+        fileprivate var length = 0
+        fileprivate var failure: NetlinkError?
+
+        /// Adds one request; `flags` are added to NLM_F_REQUEST. A message that may not carry
+        /// NLM_F_ACK (nftables' batch delimiters) says `acknowledged: false`; a failure the
+        /// kernel reports for it ends its datagram.
+        public mutating func add(_ operation: String, type: UInt16, flags: Int32 = 0, acknowledged: Bool = true,
+                                 _ body: (MessageBuilder) -> Void) {
+            guard failure == nil else { return }
+            guard let built = socket.buildMessage(at: length, type: type, flags: flags, body) else {
+                failure = socket.tooLarge(operation)
+                return
+            }
+            let first = datagramStarts[datagramStarts.count - 1]
+            if first < messages.count {
+                let datagramLength = length - messages[first].offset
+                let full = datagramLength + built.length > NetlinkSocket.maximumMessageSize
+                    || (splittable && messages.count - first >= NetlinkSocket.maximumMessagesPerDatagram)
+                if full { datagramStarts.append(messages.count) }
+            }
+            messages.append(Message(sequence: built.sequence, name: operation, offset: length, acknowledgeable: acknowledged))
+            length += built.length
+        }
+
+        fileprivate func datagram(_ index: Int) -> (messages: Range<Int>, bytes: Range<Int>) {
+            let first = datagramStarts[index]
+            let last = index + 1 < datagramStarts.count ? datagramStarts[index + 1] : messages.count
+            let end = last < messages.count ? messages[last].offset : length
+            return (first..<last, messages[first].offset..<end)
+        }
+    }
+
+    /// Sends every request `build` adds and waits for the kernel to process them, datagram by
+    /// datagram, stopping after the first datagram with a failure, which it throws naming its
+    /// operation. `tolerate` lists errnos taken as success. `atomic` keeps the requests in one
+    /// datagram (an nftables transaction cannot span two) and fails when they do not fit.
+    public func batch(tolerate: Set<Int32> = [], atomic: Bool = false, _ build: (inout Batch) -> Void) throws(NetlinkError) {
+        _ = try batchWithReplies(tolerate: tolerate, atomic: atomic, build)
+    }
+
+    /// `batch`, returning the other replies the requests drew (NLM_F_ECHO), in order.
+    public func batchWithReplies(tolerate: Set<Int32> = [], atomic: Bool = false,
+                                 _ build: (inout Batch) -> Void) throws(NetlinkError) -> [NetlinkMessage] {
+        var batch = Batch(socket: self, splittable: !atomic)
         build(&batch)
-        guard !batch.operations.isEmpty else { return }
-        try send(length: batch.length, operation: batch.operations[0].name)
-        var pending = Dictionary(uniqueKeysWithValues: batch.operations.map { ($0.sequence, $0.name) })
+        if let failure = batch.failure { throw failure }
+        guard batch.messages.contains(where: \.acknowledgeable) else { return [] }
+        if atomic && batch.datagramStarts.count > 1 {
+            throw NetlinkError(batch.messages[0].name, errno: EMSGSIZE,
+                               kernelMessage: "the transaction exceeds one \(NetlinkSocket.maximumMessageSize / 1024) KiB datagram")
+        }
+        var replies: [NetlinkMessage] = []
+        for index in batch.datagramStarts.indices {
+            let (range, bytes) = batch.datagram(index)
+            let messages = batch.messages[range]
+            guard let last = messages.lastIndex(where: \.acknowledgeable) else {
+                try send(bytes, operation: messages[range.lowerBound].name)
+                continue
+            }
+            let header = (storage + batch.messages[last].offset).assumingMemoryBound(to: nlmsghdr.self)
+            header.pointee.nlmsg_flags |= UInt16(NLM_F_ACK)
+            try send(bytes, operation: messages[range.lowerBound].name)
+            try awaitAcknowledgement(of: messages, last: batch.messages[last].sequence, tolerate: tolerate, replies: &replies)
+        }
+        return replies
+    }
+
+    /// Reads replies until the kernel acknowledges `last` (or reports a failure of a message
+    /// that cannot be acknowledged), keeping the first failure.
+    private func awaitAcknowledgement(of messages: ArraySlice<Batch.Message>, last: UInt32, tolerate: Set<Int32>,
+                                      replies: inout [NetlinkMessage]) throws(NetlinkError) {
+        // A datagram's messages carry consecutive sequence numbers.
+        let first = messages[messages.startIndex]
         var firstError: NetlinkError?
-        while !pending.isEmpty && firstError == nil {
-            try receive(operation: batch.operations[0].name) { type, sequence, payload in
-                guard type == UInt16(NLMSG_ERROR), let name = pending.removeValue(forKey: sequence) else { return true }
-                let (code, message) = NetlinkSocket.parseError(payload)
-                if code != 0 && !tolerate.contains(-code) && firstError == nil {
-                    firstError = NetlinkError(name, errno: -code, kernelMessage: message)
+        var done = false
+        while !done {
+            try receive(operation: first.name) { reply in
+                let position = Int(reply.sequence &- first.sequence)
+                guard position < messages.count else { return true }
+                let request = messages[messages.startIndex + position]
+                switch Int32(reply.type) {
+                case NLMSG_ERROR:
+                    let (code, text) = NetlinkSocket.parseError(reply)
+                    if code != 0 && !tolerate.contains(-code) && firstError == nil {
+                        firstError = NetlinkError(request.name, errno: -code, kernelMessage: text)
+                    }
+                    if reply.sequence == last || (code != 0 && !request.acknowledgeable) {
+                        done = true
+                        return false
+                    }
+                case NLMSG_DONE, NLMSG_NOOP, NLMSG_OVERRUN:
+                    break
+                default:
+                    replies.append(self.message(reply))
                 }
                 return true
             }
@@ -102,21 +208,24 @@ public final class NetlinkSocket {
         try batch(tolerate: tolerate) { $0.add(operation, type: type, flags: flags, body) }
     }
 
+    // MARK: - Queries
+
     /// A request answered by one message (e.g. RTM_GETLINK by name).
     public func get(_ operation: String, type: UInt16, _ body: (MessageBuilder) -> Void) throws(NetlinkError) -> NetlinkMessage {
-        let length = prepare(type: type, flags: NLM_F_REQUEST, body)
-        try send(length: length, operation: operation)
+        guard let request = buildMessage(at: 0, type: type, flags: 0, body) else { throw tooLarge(operation) }
+        try send(0..<request.length, operation: operation)
         var reply: NetlinkMessage?
         var failure: NetlinkError?
         while reply == nil && failure == nil {
-            try receive(operation: operation) { type, sequence, payload in
-                guard sequence == self.sequence else { return true }
-                if type == UInt16(NLMSG_ERROR) {
-                    let (code, message) = NetlinkSocket.parseError(payload)
-                    if code != 0 { failure = NetlinkError(operation, errno: -code, kernelMessage: message) }
-                    return false
+            try receive(operation: operation) { received in
+                guard received.sequence == request.sequence else { return true }
+                if received.type == UInt16(NLMSG_ERROR) {
+                    let (code, text) = NetlinkSocket.parseError(received)
+                    // An acknowledgement without a reply means the kernel had nothing to say.
+                    failure = NetlinkError(operation, errno: code != 0 ? -code : ENODATA, kernelMessage: text)
+                } else {
+                    reply = self.message(received)
                 }
-                reply = self.message(type: type, payload: payload)
                 return false
             }
         }
@@ -124,110 +233,136 @@ public final class NetlinkSocket {
         return reply!
     }
 
-    /// A dump request: every message until NLMSG_DONE.
+    /// A dump request: every message until NLMSG_DONE, however many datagrams that takes. A dump
+    /// the kernel marks interrupted (the table changed while it was read, NLM_F_DUMP_INTR) is
+    /// started again, up to `dumpAttempts` times in all, then given up with EAGAIN.
     public func dump(_ operation: String, type: UInt16, _ body: (MessageBuilder) -> Void) throws(NetlinkError) -> [NetlinkMessage] {
-        let length = prepare(type: type, flags: NLM_F_REQUEST | NLM_F_DUMP, body)
-        try send(length: length, operation: operation)
+        for _ in 0..<NetlinkSocket.dumpAttempts {
+            let (messages, interrupted) = try dumpOnce(operation, type: type, body)
+            if !interrupted { return messages }
+        }
+        throw NetlinkError(operation, errno: EAGAIN,
+                           kernelMessage: "the dump was interrupted by concurrent changes \(NetlinkSocket.dumpAttempts) times")
+    }
+
+    private func dumpOnce(_ operation: String, type: UInt16, _ body: (MessageBuilder) -> Void) throws(NetlinkError) -> ([NetlinkMessage], Bool) {
+        guard let request = buildMessage(at: 0, type: type, flags: NLM_F_DUMP, body) else { throw tooLarge(operation) }
+        try send(0..<request.length, operation: operation)
         var messages: [NetlinkMessage] = []
+        var interrupted = false
         var done = false
         var failure: NetlinkError?
         while !done {
-            try receive(operation: operation) { type, sequence, payload in
-                guard sequence == self.sequence else { return true }
-                switch Int32(type) {
-                case NLMSG_DONE:
+            try receive(operation: operation) { reply in
+                guard reply.sequence == request.sequence else { return true }
+                if reply.flags & UInt16(NLM_F_DUMP_INTR) != 0 { interrupted = true }
+                switch Int32(reply.type) {
+                case NLMSG_DONE, NLMSG_ERROR:
+                    // NLMSG_DONE carries the dump's status (0 or a negative errno), as an error does.
+                    let (code, text) = NetlinkSocket.parseError(reply)
+                    if code != 0 { failure = NetlinkError(operation, errno: -code, kernelMessage: text) }
                     done = true
                     return false
-                case NLMSG_ERROR:
-                    let (code, message) = NetlinkSocket.parseError(payload)
-                    if code != 0 { failure = NetlinkError(operation, errno: -code, kernelMessage: message) }
-                    done = true
-                    return false
+                case NLMSG_NOOP, NLMSG_OVERRUN:
+                    return true
                 default:
-                    messages.append(self.message(type: type, payload: payload))
+                    messages.append(self.message(reply))
                     return true
                 }
             }
         }
         if let failure { throw failure }
+        return (messages, interrupted)
+    }
+
+    // MARK: - Transport
+
+    private func send(_ bytes: Range<Int>, operation: String) throws(NetlinkError) {
+        do {
+            try transport.send(UnsafeRawBufferPointer(start: storage + bytes.lowerBound, count: bytes.count))
+        } catch {
+            throw NetlinkError(operation, errno: error.errno, kernelMessage: error.kernelMessage)
+        }
+    }
+
+    /// One received netlink message: its header fields and the payload after the header.
+    struct Received {
+        var type: UInt16
+        var flags: UInt16
+        var sequence: UInt32
+        var payload: ArraySlice<UInt8>
+    }
+
+    /// Receives one datagram and hands each message addressed to us to `handle`, which returns
+    /// false to ignore the rest of the datagram. Header fields are read through `nlmsghdr`, in
+    /// the host's byte order, as the kernel writes them.
+    private func receive(operation: String, _ handle: (Received) -> Bool) throws(NetlinkError) {
+        let received: Int
+        do {
+            received = try transport.receive(into: receiveBuffer)
+        } catch {
+            // ENOBUFS: the receive buffer overran and the kernel dropped replies we wait for.
+            throw NetlinkError(operation, errno: error.errno, kernelMessage: error.kernelMessage)
+        }
+        let bytes = Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<received]))
+        for reply in NetlinkSocket.split(bytes) where reply.port == transport.portID || reply.port == 0 {
+            if !handle(reply.message) { return }
+        }
+    }
+
+    /// The messages of one datagram; a truncated or malformed tail is dropped.
+    static func split(_ bytes: [UInt8]) -> [(port: UInt32, message: Received)] {
+        var messages: [(port: UInt32, message: Received)] = []
+        let headerSize = MemoryLayout<nlmsghdr>.size
+        var offset = 0
+        while offset + headerSize <= bytes.count {
+            let header = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: nlmsghdr.self) }
+            let length = Int(header.nlmsg_len)
+            guard length >= headerSize, offset + length <= bytes.count else { break }
+            messages.append((header.nlmsg_pid, Received(type: header.nlmsg_type, flags: header.nlmsg_flags, sequence: header.nlmsg_seq,
+                                                         payload: bytes[(offset + headerSize)..<(offset + length)])))
+            offset += cshim_nla_align(length)
+        }
         return messages
     }
 
-    private func prepare(type: UInt16, flags: Int32, _ body: (MessageBuilder) -> Void) -> Int {
-        sequence &+= 1
-        let header = mnl_nlmsg_put_header(sendBuffer)!
-        header.pointee.nlmsg_type = type
-        header.pointee.nlmsg_flags = UInt16(flags)
-        header.pointee.nlmsg_seq = sequence
-        body(MessageBuilder(header: header))
-        return Int(header.pointee.nlmsg_len)
-    }
+    // MARK: - Parsing
 
-    private func send(length: Int, operation: String) throws(NetlinkError) {
-        while mnl_socket_sendto(socket, sendBuffer, length) < 0 {
-            if errno == EINTR { continue }
-            throw NetlinkError(operation)
-        }
-    }
-
-    /// Receives one datagram and hands each message addressed to us to `handle` (type, sequence,
-    /// payload after the netlink header); `handle` returns false to ignore the rest of the datagram.
-    private func receive(operation: String, _ handle: (UInt16, UInt32, ArraySlice<UInt8>) -> Bool) throws(NetlinkError) {
-        var received: Int
-        repeat {
-            received = mnl_socket_recvfrom(socket, receiveBuffer.baseAddress, receiveBuffer.count)
-        } while received < 0 && errno == EINTR
-        guard received >= 0 else { throw NetlinkError(operation) }
-        let bytes = Array(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<received]))
-        var offset = 0
-        while offset + 16 <= received {
-            let length = Int(bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: UInt32.self) })
-            guard length >= 16, offset + length <= received else { break }
-            let type = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + 4, as: UInt16.self) }
-            let sequence = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + 8, as: UInt32.self) }
-            let port = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self) }
-            if port == portID || port == 0 {
-                if !handle(type, sequence, bytes[(offset + 16)..<(offset + length)]) { return }
-            }
-            offset += (length + 3) & ~3
-        }
-    }
-
-    /// Reads an NLMSG_ERROR payload: the (negative) errno and the extended-ack message if any.
-    private static func parseError(_ payload: ArraySlice<UInt8>) -> (Int32, String?) {
-        guard payload.count >= 20 else { return (-EIO, nil) }
-        let base = payload.startIndex
+    /// Reads an NLMSG_ERROR (or NLMSG_DONE) payload: the errno, negative or 0, and the
+    /// extended-ack message if any. The TLVs follow the echoed request, or only its header when
+    /// the kernel capped it (NLM_F_CAPPED); NLMSG_DONE has no echoed request.
+    static func parseError(_ reply: Received) -> (Int32, String?) {
+        let payload = reply.payload
+        let isDone = reply.type == UInt16(NLMSG_DONE)
+        guard payload.count >= (isDone ? 4 : MemoryLayout<nlmsgerr>.size) else { return (isDone ? 0 : -EIO, nil) }
         let code = payload.withUnsafeBytes { $0.loadUnaligned(as: Int32.self) }
-        guard code != 0 else { return (0, nil) }
-        // With NETLINK_CAP_ACK the original request is cut to its header, and TLVs follow it.
-        let originalLength = Int(payload.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4, as: UInt32.self) })
-        let capped = payload.count < 4 + originalLength
-        let tlvStart = base + 4 + (capped ? 16 : (originalLength + 3) & ~3)
-        guard tlvStart < payload.endIndex else { return (code, nil) }
-        let attributes = Attributes(payload[tlvStart...])
+        guard code != 0, reply.flags & UInt16(NLM_F_ACK_TLVS) != 0 else { return (code, nil) }
+        var tlvOffset = 4
+        if !isDone {
+            let request = payload.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4, as: nlmsghdr.self) }
+            let echoed = reply.flags & UInt16(NLM_F_CAPPED) != 0 ? MemoryLayout<nlmsghdr>.size : Int(request.nlmsg_len)
+            tlvOffset += cshim_nla_align(echoed)
+        }
+        guard payload.startIndex + tlvOffset < payload.endIndex else { return (code, nil) }
+        let attributes = Attributes(payload[(payload.startIndex + tlvOffset)...])
         return (code, attributes.string(UInt16(NLMSGERR_ATTR_MSG.rawValue)))
     }
 
-    private func message(type: UInt16, payload: ArraySlice<UInt8>) -> NetlinkMessage {
-        let headerSize: Int
-        if let familyHeaderSize {
-            headerSize = familyHeaderSize
-        } else {
-            headerSize = NetlinkSocket.routeHeaderSize(type)
-        }
-        let split = min(payload.startIndex + (headerSize + 3) & ~3, payload.endIndex)
-        return NetlinkMessage(type: type, familyHeader: Array(payload[payload.startIndex..<min(payload.startIndex + headerSize, payload.endIndex)]),
+    private func message(_ reply: Received) -> NetlinkMessage {
+        let headerSize = familyHeaderSize ?? NetlinkSocket.routeHeaderSize(reply.type)
+        let payload = reply.payload
+        let headerEnd = min(payload.startIndex + headerSize, payload.endIndex)
+        let split = min(payload.startIndex + cshim_nla_align(headerSize), payload.endIndex)
+        return NetlinkMessage(type: reply.type, familyHeader: Array(payload[payload.startIndex..<headerEnd]),
                               attributes: Attributes(payload[split...]))
     }
 
     private static func routeHeaderSize(_ type: UInt16) -> Int {
-        let headerSize: Int
         switch Int32(type) {
-        case Int32(RTM_NEWLINK), Int32(RTM_DELLINK): headerSize = MemoryLayout<ifinfomsg>.size
-        case Int32(RTM_NEWADDR), Int32(RTM_DELADDR): headerSize = MemoryLayout<ifaddrmsg>.size
-        case Int32(RTM_NEWROUTE), Int32(RTM_DELROUTE): headerSize = MemoryLayout<rtmsg>.size
-        default: headerSize = 0
+        case Int32(RTM_NEWLINK), Int32(RTM_DELLINK): return MemoryLayout<ifinfomsg>.size
+        case Int32(RTM_NEWADDR), Int32(RTM_DELADDR): return MemoryLayout<ifaddrmsg>.size
+        case Int32(RTM_NEWROUTE), Int32(RTM_DELROUTE): return MemoryLayout<rtmsg>.size
+        default: return 0
         }
-        return headerSize
     }
 }

@@ -2,15 +2,23 @@
 import Glibc
 #endif
 import BridgePlugin
+import CNI
 import ClusterRoutes
 
-// With arguments, the binary is the node tool (`bridge-ipam routes sync ...`); runtimes call the
-// CNI plugin without any.
+// With arguments, the binary is the node tool (`bridge-ipam routes sync ...`, `--version`,
+// `--help`); runtimes call the CNI plugin without any.
 let arguments = CommandLine.arguments.dropFirst()
-if arguments.first == "routes" {
-    exit(RoutesCommand.run(Array(arguments.dropFirst())))
-} else if let first = arguments.first {
-    writeError("bridge-ipam: unknown command \(first)\n\(RoutesCommand.usage)\n")
+let usage = "usage: bridge-ipam --help | --version\n\(RoutesCommand.usage)\n"
+switch arguments.first {
+case nil: break
+case "routes": exit(RoutesCommand.run(Array(arguments.dropFirst())))
+case let flag? where ["--version", "--help", "-h"].contains(flag) && arguments.count > 1:
+    writeError("bridge-ipam: \(flag) takes no arguments\n\(usage)")
+    exit(2)
+case "--version": writeOut(Usage.version); exit(0)
+case "--help", "-h": writeOut(Usage.help); exit(0)
+case let first?:
+    writeError("bridge-ipam: unknown argument \(first)\n\(usage)")
     exit(2)
 }
 
@@ -27,13 +35,25 @@ func readStandardInput() -> [UInt8] {
     return bytes
 }
 
-let outcome = Plugin.run(stdin: readStandardInput())
-var text = Array(outcome.stdout.utf8)
-var written = 0
-while written < text.count {
-    let n = text.withUnsafeBytes { write(1, $0.baseAddress! + written, $0.count - written) }
-    if n < 0 && errno == EINTR { continue }
-    if n <= 0 { break }
-    written += n
+func writeOut(_ text: String) {
+    let bytes = Array(text.utf8)
+    var written = 0
+    while written < bytes.count {
+        let n = bytes.withUnsafeBytes { write(1, $0.baseAddress! + written, $0.count - written) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { break }
+        written += n
+    }
 }
+
+// The process's environment, handed to the plugin: nothing below main reads it on its own.
+let environment = EnvironmentVariables.process()
+// A person at a terminal, not a runtime (runtimes always set CNI_COMMAND, and never give the
+// plugin a terminal): say what this is rather than wait on stdin or print only a CNI error.
+if (environment["CNI_COMMAND"] ?? "").isEmpty && (isatty(0) == 1 || isatty(1) == 1) {
+    writeError(Usage.version + "\n" + Usage.byHand)
+    exit(2)
+}
+let outcome = Plugin.run(environment: environment, stdin: readStandardInput())
+writeOut(outcome.stdout)
 exit(outcome.exitCode)

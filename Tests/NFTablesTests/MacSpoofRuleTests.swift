@@ -1,4 +1,5 @@
 import Testing
+import Addresses
 import Netlink
 @testable import NFTables
 

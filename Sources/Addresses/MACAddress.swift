@@ -1,8 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-import CNetlinkShim
-
 /// A 48-bit Ethernet address.
 public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
     public let bytes: [UInt8]
@@ -37,11 +32,15 @@ public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Bytes from the kernel's random pool (getrandom), for MACs and interface names.
+/// Bytes from the kernel's random pool (the standard library's system generator reads getrandom),
+/// for MACs and interface names.
 public func randomBytes(_ count: Int) -> [UInt8] {
+    var generator = SystemRandomNumberGenerator()
     var bytes = [UInt8](repeating: 0, count: count)
-    if bytes.withUnsafeMutableBytes({ getrandom($0.baseAddress, count, 0) }) != count {
-        for i in bytes.indices { bytes[i] = .random(in: 0...255) }
+    var word: UInt64 = 0
+    for i in bytes.indices {
+        if i % 8 == 0 { word = generator.next() }
+        bytes[i] = UInt8(truncatingIfNeeded: word >> (8 * UInt64(i % 8)))
     }
     return bytes
 }
