@@ -43,18 +43,6 @@ add_figures() {  # LINE
     done
 }
 
-# Items 2 and 4 of issue 9 belong to the netlink branch. Until its fix is in the tree (netlink
-# sockets opened with SOCK_CLOEXEC), a failure of their checks prints PENDING and is not counted;
-# from then on they are ordinary checks.
-if grep -rq SOCK_CLOEXEC "$REPO/Sources/Netlink"; then NETLINK_FIXED=1; else NETLINK_FIXED=0; fi
-pending=0
-pending_netlink() {
-    local name=$1; shift
-    if [ $NETLINK_FIXED = 1 ] || "$@"; then check "$name" "$@"; return; fi
-    pending=$((pending + 1))
-    echo "PENDING $name (issue 9 items 2 and 4: pass once the netlink branch is merged)"
-}
-
 echo "== Storm: $STORM_PODS pods, $STORM_PARALLEL at a time, ADD then DEL+ADD then DEL"
 STORM_CONF=$(conf storm 10.90.0.0/24 '"ipMasq":true,"bridge":"storm0"')
 mkdir -p "$RUN_DIR/storm"
@@ -235,16 +223,16 @@ cni node DEL e1 /run/netns/$RUN-e1 eth0 "$CONF" >/dev/null
 echo "== One case per item of issue 9"
 new_ns i1
 CONF=$(conf items 10.96.0.0/24 '"bridge":"items0"')
-# Item 2 (the netlink branch): 256 routes, the documented maximum, in one ADD.
+# Item 2 (fixed on the netlink branch): 256 routes, the documented maximum, in one ADD.
 routes=$(python3 -c "import json; print(json.dumps([{'dst': '172.%d.%d.0/24' % (16 + i // 256, i % 256)} for i in range(256)]))")
 out=$(cni node ADD r256 /run/netns/$RUN-i1 eth0 "$(jq -c --argjson r "$routes" '.ipam.routes = $r' <<<"$CONF")"); rc=$?; note_rc $rc
-pending_netlink "item 2: an ADD with 256 routes succeeds" test "$rc $(ip -n $RUN-i1 route | grep -c '^172\.')" = "0 256"
+check "item 2: an ADD with 256 routes succeeds" test "$rc $(ip -n $RUN-i1 route | grep -c '^172\.')" = "0 256"
 cni node DEL r256 /run/netns/$RUN-i1 eth0 "$(jq -c --argjson r "$routes" '.ipam.routes = $r' <<<"$CONF")" >/dev/null
 # Item 3: covered in depth by test-masq.sh; here the cap's edge.
 exclude=$(python3 -c "import json; print(json.dumps(['172.16.%d.0/25' % i for i in range(257)]))")
 out=$(cni node ADD x /run/netns/$RUN-i1 eth0 "$(jq -c --argjson e "$exclude" '.ipMasq = true | .ipMasqExclude = $e' <<<"$CONF")")
 check "item 3: 257 ipMasqExclude entries are code 7 naming the field" bash -c "[ '$(code_of "$out")' = 7 ] && grep -q ipMasqExclude <<<'$out'"
-# Item 4 (the netlink branch): a delegated IPAM plugin inherits no netlink socket.
+# Item 4 (fixed on the netlink branch): a delegated IPAM plugin inherits no netlink socket.
 cat >"$PLUGIN_DIR/fd-ipam" <<EOF
 #!/bin/sh
 # A fake IPAM plugin: records the sockets it inherited, then answers like host-local.
@@ -257,7 +245,7 @@ FDCONF=$(jq -c '.bridge = "fd0" | .ipam = {type: "fd-ipam"}' <<<"$CONF")
 out=$(cni node ADD fd /run/netns/$RUN-i1 eth0 "$FDCONF")
 echo "$out" | grep -q '"code"' && echo "  $out"
 check "item 4: ADD with a delegated IPAM plugin succeeds" test "$(jq -r '.ips[0].address' <<<"$out")" = 10.97.0.5/24
-pending_netlink "item 4: ...which inherited no socket (found: $(wc -l <"$RUN_DIR/fd-ipam.sockets" 2>/dev/null || echo ?))" \
+check "item 4: ...which inherited no socket (found: $(wc -l <"$RUN_DIR/fd-ipam.sockets" 2>/dev/null || echo ?))" \
     bash -c "[ -f '$RUN_DIR/fd-ipam.sockets' ] && [ ! -s '$RUN_DIR/fd-ipam.sockets' ]"
 cni node DEL fd /run/netns/$RUN-i1 eth0 "$FDCONF" >/dev/null
 # Found by the fuzz: a delegated IPAM plugin that exits without reading its stdin killed us
@@ -317,5 +305,5 @@ FIG[fuzz]=$(sed -n 's/^fuzz: seed [0-9]*, \([0-9]*\) cases.*/\1/p' <<<"$out")
 FIG[fuzz]=${FIG[fuzz]:-0}
 
 echo
-echo "reliability figures: pods ${FIG[pods]}, kills ${FIG[kills]}, fuzz cases ${FIG[fuzz]}; duplicates ${FIG[duplicates]}, leaks ${FIG[leaks]}, signals ${FIG[signals]}, hangs ${FIG[hangs]}; pending on the netlink branch: $pending"
+echo "reliability figures: pods ${FIG[pods]}, kills ${FIG[kills]}, fuzz cases ${FIG[fuzz]}; duplicates ${FIG[duplicates]}, leaks ${FIG[leaks]}, signals ${FIG[signals]}, hangs ${FIG[hangs]}"
 finish
