@@ -44,9 +44,10 @@ public struct LeaseStore: ~Copyable {
     /// A temporary file older than this is stale even if a process of its PID runs (PIDs are reused).
     static let staleTemporaryAge = 30
 
-    /// Directories this process holds the lock of. flock is per open file, so a second store on
-    /// the same directory would wait for the first one forever: that is refused instead.
-    nonisolated(unsafe) private static var held: Set<String> = []
+    /// The network directories whose lock each thread of this process holds. flock is per open
+    /// file, so a second store on the same directory in the same thread would wait for the first
+    /// one forever: that is refused instead. (The plugin has one thread; tests run many.)
+    private static let held = HeldLocks()
 
     /// Opens (creating if needed) the network's directory, takes its lock exclusively, runs
     /// `body` with the store, and unlocks. `failure` turns a failure to open or lock into the
@@ -57,15 +58,12 @@ public struct LeaseStore: ~Copyable {
         _ body: (borrowing LeaseStore) throws(Failure) -> Result
     ) throws(Failure) -> Result {
         let directory = dataDir.hasSuffix("/") ? dataDir + network : dataDir + "/" + network
-        guard !held.contains(directory) else {
-            throw failure(SystemError("lock (already held by this process)", path: directory + "/" + lockName, errno: EDEADLK))
+        guard held.claim(directory) else {
+            throw failure(SystemError("lock (already held by this thread)", path: directory + "/" + lockName, errno: EDEADLK))
         }
+        defer { held.release(directory) }
         let store = try LeaseStore(directory: directory, failure: failure)
-        held.insert(directory)
-        defer {
-            held.remove(directory)
-            store.close()
-        }
+        defer { store.close() }
         return try body(store)
     }
 
@@ -320,6 +318,32 @@ public struct LeaseStore: ~Copyable {
             total += n
         }
         return String(decoding: buffer[..<total], as: UTF8.self)
+    }
+}
+
+/// (thread, directory) pairs, behind a mutex.
+private final class HeldLocks: @unchecked Sendable {
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private var held: Set<String> = []
+
+    init() {
+        mutex = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+    }
+
+    private func key(_ directory: String) -> String { "\(pthread_self()) \(directory)" }
+
+    /// Records that the calling thread holds `directory`'s lock; false if it already does.
+    func claim(_ directory: String) -> Bool {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return held.insert(key(directory)).inserted
+    }
+
+    func release(_ directory: String) {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        held.remove(key(directory))
     }
 }
 
