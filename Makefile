@@ -7,16 +7,20 @@ BINDIR         ?= /opt/cni/bin
 CONFDIR        ?= /etc/cni/net.d
 RELEASE_BIN    := .build/release/bridge-ipam
 
-# Build: libmnl. Tests, demo and bench: namespaces, ping, jq, the reference plugins, python3.
-BUILD_DEPS     := libmnl-dev libnftnl-dev pkg-config libstdc++-12-dev gcc
+# Build: libmnl, libnftnl; libcurl for the node agent. Tests, demo and bench: namespaces, ping,
+# jq, the reference plugins, python3.
+BUILD_DEPS     := libmnl-dev libnftnl-dev pkg-config libstdc++-12-dev gcc libcurl4-openssl-dev
 RUN_DEPS       := iproute2 iputils-ping jq containernetworking-plugins python3 procps nftables
 # Real clients in the tests: libcni (built from Debian's sources with Go), containerd, and a CRI
 # client (Python gRPC) driving containerd's CRI plugin as kubelet does, and podman (CNI backend).
 TEST_DEPS      := golang-go golang-github-appc-cni-dev containerd runc busybox-static iptables util-linux \
                   python3-grpcio python3-grpc-tools podman strace
+# The node agent's tests: a stand-in API server with a CA made by openssl, driven with curl and
+# checked with kubectl (Debian's kubernetes-client when no kubectl is installed).
+AGENT_TEST_DEPS := openssl curl
 BENCH_DEPS     := gcc libc6-dev iptables
 
-.PHONY: all build buildinfo static-libs hot-symbols deps unit-test integration-test test fuzz demo demo-dualstack demo-node bench install uninstall clean
+.PHONY: all build buildinfo static-libs hot-symbols deps unit-test integration-test test fuzz demo demo-agents demo-dualstack demo-node bench install install-agent uninstall clean
 
 all: build
 
@@ -92,7 +96,8 @@ buildinfo:
 	  || mv $(BUILD_INFO_DIR)/bridge_ipam_build.h.tmp $(BUILD_INFO_DIR)/bridge_ipam_build.h
 
 integration-test: build
-	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(TEST_DEPS)"
+	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(TEST_DEPS) $(AGENT_TEST_DEPS)"
+	@command -v kubectl >/dev/null || $(MAKE) --no-print-directory deps BUILD_DEPS=kubernetes-client
 	bash scripts/test-integration.sh
 
 test: unit-test integration-test
@@ -102,8 +107,16 @@ fuzz: build
 	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(TEST_DEPS)"
 	FUZZ_CASES=$${FUZZ_CASES:-3000} KILLS=$${KILLS:-200} SEED=$${SEED:-9} bash scripts/test-reliability.sh
 
+# The cluster with routes from `routes sync`, then the same converged by node agents.
 demo: build
+	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(AGENT_TEST_DEPS)"
 	bash scripts/demo.sh
+	bash scripts/demo-agents.sh
+
+# Agents converging a cluster as nodes join, change and leave (a stand-in API server).
+demo-agents: build
+	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(AGENT_TEST_DEPS)"
+	bash scripts/demo-agents.sh
 
 # The same cluster with IPv4 and IPv6 on every node and pod (routes of both families, both matrices).
 demo-dualstack: build
@@ -128,6 +141,10 @@ install: build
 
 uninstall:
 	@for f in $(INSTALLED); do if [ -e "$$f" ]; then rm -f "$$f" && echo "removed $$f"; fi; done
+
+# The node agent, for running it outside a DaemonSet (deploy/ is the usual way).
+install-agent: build
+	install -D -m 0755 .build/release/bridge-ipam-agent $(DESTDIR)/usr/local/bin/bridge-ipam-agent
 
 clean:
 	rm -rf .build

@@ -14,10 +14,14 @@ import PackageDescription
 //   CBuildInfo    C: the version and git commit fixed at build time
 //   CProcessStart C: argv for the Swift runtime without its /proc/self/maps scan at start-up
 //   bridge-ipam   a thin main: the CNI plugin, or the node command when given arguments
+//   CCurl         C: libcurl, with typed wrappers for its variadic calls
+//   NodeAgent     the Kubernetes node agent: list + watch Nodes, subnet file, routes (ClusterRoutes)
+//   bridge-ipam-agent  its main; a program of its own, so the plugin links none of it
 let package = Package(
     name: "bridge-ipam",
     products: [
-        .executable(name: "bridge-ipam", targets: ["bridge-ipam"])
+        .executable(name: "bridge-ipam", targets: ["bridge-ipam"]),
+        .executable(name: "bridge-ipam-agent", targets: ["bridge-ipam-agent"]),
     ],
     targets: [
         .target(
@@ -37,6 +41,9 @@ let package = Package(
         // Linked only into the executable: hands argv to the Swift runtime (see argv.c).
         .target(name: "CProcessStart"),
         .executableTarget(name: "bridge-ipam", dependencies: ["BridgePlugin", "ClusterRoutes", "CNI", "CBuildInfo", "CProcessStart"]),
+        .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
+        .target(name: "NodeAgent", dependencies: ["Addresses", "CCurl", "ClusterRoutes", "JSON", "Netlink"]),
+        .executableTarget(name: "bridge-ipam-agent", dependencies: ["NodeAgent", "Netlink"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "AddressesTests", dependencies: ["Addresses"]),
         .testTarget(name: "IPAMTests", dependencies: ["Addresses", "IPAM"]),
@@ -45,5 +52,6 @@ let package = Package(
         .testTarget(name: "NetlinkTests", dependencies: ["Addresses", "CNetlinkShim", "Netlink", "NFTables"]),
         .testTarget(name: "CNITests", dependencies: ["Addresses", "CNI", "JSON", "IPAM"]),
         .testTarget(name: "BridgePluginTests", dependencies: ["BridgePlugin", "Addresses", "CNI", "IPAM", "JSON"]),
+        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "JSON"]),
     ]
 )

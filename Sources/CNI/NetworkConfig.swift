@@ -260,11 +260,13 @@ public struct IPAMConfig: Sendable {
                 if subnetFileOptional { return config }  // DEL finds leases by owner, not by range
                 throw error
             }
-            let range: IPRange
-            do { range = try IPRange(subnet: node.subnet, gateway: node.gateway) } catch {
-                throw fields.invalid("subnetFile", "\(path): \(error)")
+            for (subnet, gateway) in [(node.subnet, node.gateway)] + node.otherSubnets.map({ ($0, nil as IPAddress?) }) {
+                let range: IPRange
+                do { range = try IPRange(subnet: subnet, gateway: gateway) } catch {
+                    throw fields.invalid("subnetFile", "\(path): \(error)")
+                }
+                config.rangeSets.append(try rangeSet([range], fields, key: "subnetFile"))
             }
-            config.rangeSets.append(try rangeSet([range], fields, key: "subnetFile"))
             clusterCIDR = clusterCIDR ?? node.clusterCIDR
         }
         guard !config.rangeSets.isEmpty else {

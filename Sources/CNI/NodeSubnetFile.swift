@@ -8,26 +8,32 @@ import Addresses
 ///
 /// - flannel's `subnet.env`: `FLANNEL_SUBNET=10.244.1.1/24` (the gateway with the subnet's
 ///   prefix) and optionally `FLANNEL_NETWORK=10.244.0.0/16` (the cluster CIDR);
-/// - a bare CIDR on a line of its own, e.g. the node's `spec.podCIDR` written by a DaemonSet.
+/// - a bare CIDR on a line of its own, e.g. the node's `spec.podCIDR` written by a DaemonSet;
+///   a dual-stack node's `spec.podCIDRs` are one line each, at most one per family (as
+///   bridge-ipam-agent writes them), and each becomes a range set of its own.
 public struct NodeSubnet: Equatable, Sendable {
     public var subnet: IPNetwork
     public var gateway: IPAddress?
     public var clusterCIDR: IPNetwork?
+    /// Further bare CIDR lines: the node's podCIDR of the other family.
+    public var otherSubnets: [IPNetwork] = []
 
     /// Why a subnet file's text could not be used.
     public enum ParseError: Error, Equatable, CustomStringConvertible {
         case noSubnet
         case invalid(key: String, value: String)
+        case twoOfAFamily(String)
         public var description: String {
             switch self {
             case .noSubnet: return "it holds neither FLANNEL_SUBNET=... nor a CIDR line"
+            case .twoOfAFamily(let line): return "\(line) is a second subnet of its family (one line per family)"
             case .invalid(let key, let value): return "\(key) \"\(value)\" is not a CIDR"
             }
         }
     }
 
     public static func parse(_ text: String) throws(ParseError) -> NodeSubnet {
-        var subnet: IPNetwork?, gateway: IPAddress?, cluster: IPNetwork?
+        var subnet: IPNetwork?, gateway: IPAddress?, cluster: IPNetwork?, others: [IPNetwork] = []
         for rawLine in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
             let line = String(rawLine).trimmingCharacters()
             if line.isEmpty || line.hasPrefix("#") { continue }
@@ -43,13 +49,15 @@ public struct NodeSubnet: Equatable, Sendable {
                     cluster = n.masked
                 default: continue
                 }
-            } else if subnet == nil {
+            } else {
                 guard let n = IPNetwork(cidr: line) else { throw .invalid(key: "line", value: line) }
-                subnet = n.masked
+                guard let first = subnet else { subnet = n.masked; continue }
+                guard !([first] + others).contains(where: { $0.address.family == n.address.family }) else { throw .twoOfAFamily(line) }
+                others.append(n.masked)
             }
         }
         guard let subnet else { throw .noSubnet }
-        return NodeSubnet(subnet: subnet, gateway: gateway, clusterCIDR: cluster)
+        return NodeSubnet(subnet: subnet, gateway: gateway, clusterCIDR: cluster, otherSubnets: others)
     }
 
     /// Reads and parses the file at `path`; failures are code 7 errors naming the file.

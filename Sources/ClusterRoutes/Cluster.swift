@@ -73,7 +73,8 @@ public struct Cluster: Equatable, Sendable {
         return ClusterNode(name: name, addresses: addresses, podCIDRs: try cidrs(strings(o["podCIDR"]) + strings(o["podCIDRs"]), node: name))
     }
 
-    private static func parseKubernetesNode(_ value: JSONValue, index: Int) throws(Error) -> ClusterNode {
+    /// One Node object of the Kubernetes API (an item of a NodeList, or a watch event's object).
+    public static func parseKubernetesNode(_ value: JSONValue, index: Int = 0) throws(Error) -> ClusterNode {
         guard let o = value.objectValue else { throw .malformed("items[\(index)] is not an object") }
         let name = o["metadata"]?["name"]?.stringValue ?? "items[\(index)]"
         var addresses: [IPAddress] = []
@@ -104,7 +105,7 @@ public struct Cluster: Equatable, Sendable {
 
     /// Every node has a podCIDR and an address of each podCIDR's family; names are unique and
     /// no two nodes' podCIDRs overlap.
-    func validate() throws(Error) {
+    public func validate() throws(Error) {
         var seen: Set<String> = []
         for node in nodes {
             guard seen.insert(node.name).inserted else { throw .duplicateNode(node.name) }

@@ -2,6 +2,9 @@
 import Glibc
 #endif
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 import IPAM
 import JSON
 @testable import CNI
@@ -158,6 +161,23 @@ extension String {
         let node = try NodeSubnet.parse("10.244.2.0/24\n")
         #expect(node.subnet.description == "10.244.2.0/24")
         #expect(node.gateway == nil)
+    }
+
+    @Test func aDualStackNodeHasOneLinePerFamily() throws {
+        let node = try NodeSubnet.parse("10.244.2.0/24\nfd00:10:244:2::/64\n")
+        #expect(node.subnet.description == "10.244.2.0/24")
+        #expect(node.otherSubnets.map(\.description) == ["fd00:10:244:2::/64"])
+        #expect(throws: NodeSubnet.ParseError.twoOfAFamily("10.244.3.0/24")) { try NodeSubnet.parse("10.244.2.0/24\n10.244.3.0/24\n") }
+    }
+
+    @Test func aDualStackSubnetFileGivesARangeSetPerFamily() throws {
+        let path = "/tmp/bridge-ipam-subnet-test-\(getpid())"
+        let file = fopen(path, "w")
+        fputs("10.244.2.0/24\nfd00:10:244:2::/64\n", file)
+        fclose(file)
+        defer { unlink(path) }
+        let c = try parse(#"{"cniVersion":"1.1.0","name":"n","ipam":{"type":"host-local","subnetFile":"\#(path)","clusterCIDR":"10.244.0.0/16"}}"#)
+        #expect(c.ipam.rangeSets.map { $0.ranges[0].subnet.description } == ["10.244.2.0/24", "fd00:10:244:2::/64"])
     }
 
     @Test func garbageIsRejected() {

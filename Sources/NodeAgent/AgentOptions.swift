@@ -1,0 +1,76 @@
+/// The agent's command line.
+public struct AgentOptions: Equatable, Sendable {
+    public var kubeconfig: String?
+    public var nodeName: String?
+    public var subnetFile = "/run/bridge-ipam/podcidr"
+    public var installCNI: (binDir: String, confDir: String)?
+    public var cniPlugin: String?
+    public var cniConflist = "/etc/bridge-ipam/10-bridge-ipam.conflist"
+    public var resync = 60.0
+    public var readyFile: String?
+    public var backoffMax = 30.0
+    public var watchTimeout = 300
+
+    public init() {}
+
+    public static func == (l: AgentOptions, r: AgentOptions) -> Bool {
+        l.kubeconfig == r.kubeconfig && l.nodeName == r.nodeName && l.subnetFile == r.subnetFile
+            && l.installCNI?.binDir == r.installCNI?.binDir && l.installCNI?.confDir == r.installCNI?.confDir
+            && l.cniPlugin == r.cniPlugin && l.cniConflist == r.cniConflist && l.resync == r.resync
+            && l.readyFile == r.readyFile && l.backoffMax == r.backoffMax && l.watchTimeout == r.watchTimeout
+    }
+
+    public static let usage = """
+        usage: bridge-ipam-agent [--kubeconfig FILE] [--node NAME] [--subnet-file PATH]
+                                 [--install-cni BIN_DIR CONF_DIR [--cni-plugin FILE] [--cni-conflist FILE]]
+                                 [--resync SECONDS] [--ready-file PATH] [--backoff-max SECONDS] [--watch-timeout SECONDS]
+          --kubeconfig   API server and credentials (default: the in-cluster service account)
+          --node         this node's name (default: $NODE_NAME)
+          --subnet-file  where this node's podCIDRs are written for ipam.subnetFile (default /run/bridge-ipam/podcidr)
+          --install-cni  copy the plugin (--cni-plugin, default: bridge-ipam beside this program) into BIN_DIR at
+                         start, and the conflist (--cni-conflist, default /etc/bridge-ipam/10-bridge-ipam.conflist)
+                         into CONF_DIR once the subnet file is written
+          --resync       seconds between full repairs of the routing table (default 60)
+          --ready-file   created once the node is listed and its subnet file written (for a readiness probe)
+          --backoff-max  longest wait between reconnection attempts, seconds (default 30)
+          --watch-timeout seconds a watch request may last before it is renewed (default 300)
+        """
+
+    public struct UsageError: Error, CustomStringConvertible {
+        public var message: String
+        public var description: String { message }
+    }
+
+    /// Parses the arguments (without the program name); `environment` supplies NODE_NAME.
+    public static func parse(_ arguments: [String], environment: [String: String]) throws(UsageError) -> AgentOptions {
+        var options = AgentOptions()
+        var rest = arguments[...]
+        func value(_ flag: String) throws(UsageError) -> String {
+            guard let v = rest.popFirst(), !v.isEmpty else { throw UsageError(message: "\(flag) needs a value") }
+            return v
+        }
+        func seconds(_ flag: String) throws(UsageError) -> Double {
+            let text = try value(flag)
+            guard let s = Double(text), s > 0, s < 1e6 else { throw UsageError(message: "\(flag) \(text): not a number of seconds") }
+            return s
+        }
+        while let flag = rest.popFirst() {
+            switch flag {
+            case "--kubeconfig": options.kubeconfig = try value(flag)
+            case "--node": options.nodeName = try value(flag)
+            case "--subnet-file": options.subnetFile = try value(flag)
+            case "--install-cni": options.installCNI = (try value(flag), try value(flag))
+            case "--cni-plugin": options.cniPlugin = try value(flag)
+            case "--cni-conflist": options.cniConflist = try value(flag)
+            case "--resync": options.resync = try seconds(flag)
+            case "--ready-file": options.readyFile = try value(flag)
+            case "--backoff-max": options.backoffMax = try seconds(flag)
+            case "--watch-timeout": options.watchTimeout = max(1, Int(try seconds(flag)))
+            default: throw UsageError(message: "unknown argument \(flag)")
+            }
+        }
+        if options.nodeName == nil, let name = environment["NODE_NAME"], !name.isEmpty { options.nodeName = name }
+        guard options.nodeName != nil else { throw UsageError(message: "the node's name is needed: --node NAME or $NODE_NAME") }
+        return options
+    }
+}

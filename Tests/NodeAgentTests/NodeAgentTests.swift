@@ -1,0 +1,140 @@
+import JSON
+import XCTest
+@testable import NodeAgent
+
+final class MiniYAMLTests: XCTestCase {
+    // As `kubectl config view --raw` writes it: sequences at their key's indentation.
+    let kubeconfig = """
+        apiVersion: v1
+        clusters:
+        - cluster:
+            certificate-authority-data: aGVsbG8=
+            server: https://192.168.1.1:6443/
+          name: test
+        contexts:
+        - context:
+            cluster: test
+            user: agent   # a comment
+          name: test-ctx
+        - context:
+            cluster: other
+            user: nobody
+          name: other
+        current-context: test-ctx
+        kind: Config
+        preferences: {}
+        users:
+        - name: agent
+          user:
+            token: "s3cr#t"
+        - name: nobody
+          user:
+            token: '12345'
+        """
+
+    func testKubeconfigShape() throws {
+        let doc = try MiniYAML.parse(kubeconfig)
+        XCTAssertEqual(doc["current-context"], .string("test-ctx"))
+        XCTAssertEqual(doc["clusters"]?.arrayValue?.count, 1)
+        XCTAssertEqual(doc["contexts"]?.arrayValue?[1]["name"], .string("other"))
+        XCTAssertEqual(doc["contexts"]?.arrayValue?[0]["context"]?["user"], .string("agent"))
+        XCTAssertEqual(doc["preferences"], .object(JSONObject()))
+        XCTAssertEqual(doc["users"]?.arrayValue?[0]["user"]?["token"], .string("s3cr#t"))
+        XCTAssertEqual(doc["users"]?.arrayValue?[1]["user"]?["token"], .string("12345"))
+    }
+
+    func testConnectionFromKubeconfig() throws {
+        let c = try KubeConnection.kubeconfig(text: kubeconfig, directory: "/etc/k")
+        XCTAssertEqual(c.server, "https://192.168.1.1:6443")
+        XCTAssertEqual(c.certificateAuthorityData, Array("hello".utf8))
+        XCTAssertEqual(c.token, "s3cr#t")
+        XCTAssertNil(c.clientCertificateFile)
+    }
+
+    func testRelativePathsAndClientCertificates() throws {
+        let text = """
+            {"current-context":"c","contexts":[{"name":"c","context":{"cluster":"k","user":"u"}}],
+             "clusters":[{"name":"k","cluster":{"server":"https://h:1","certificate-authority":"ca.crt"}}],
+             "users":[{"name":"u","user":{"client-certificate":"/abs/u.crt","client-key":"u.key"}}]}
+            """
+        let c = try KubeConnection.kubeconfig(text: text, directory: "/etc/k")
+        XCTAssertEqual(c.certificateAuthorityFile, "/etc/k/ca.crt")
+        XCTAssertEqual(c.clientCertificateFile, "/abs/u.crt")
+        XCTAssertEqual(c.clientKeyFile, "/etc/k/u.key")
+    }
+
+    func testRejectsWhatItDoesNotRead() {
+        XCTAssertThrowsError(try MiniYAML.parse("a: |\n  text\n"))
+        XCTAssertThrowsError(try MiniYAML.parse("a: b\n   c: d\n"))
+        XCTAssertThrowsError(try MiniYAML.parse("a: 1\na: 2\n"))
+        XCTAssertThrowsError(try KubeConnection.kubeconfig(text: "current-context: x\n", directory: "."))
+        let exec = "current-context: c\ncontexts:\n- name: c\n  context: {\"cluster\": \"k\", \"user\": \"u\"}\nclusters:\n- name: k\n  cluster: {\"server\": \"https://h\"}\nusers:\n- name: u\n  user:\n    exec: {}\n"
+        XCTAssertThrowsError(try KubeConnection.kubeconfig(text: exec, directory: ".")) { error in
+            XCTAssertTrue("\(error)".contains("exec"))
+        }
+    }
+
+    func testInCluster() throws {
+        XCTAssertThrowsError(try KubeConnection.inCluster(environment: [:]))
+    }
+
+    func testBase64() {
+        XCTAssertEqual(Base64.decode("aGVsbG8="), Array("hello".utf8))
+        XCTAssertEqual(Base64.decode("aGVs\nbG8h"), Array("hello!".utf8))
+        XCTAssertEqual(Base64.decode(""), [])
+        XCTAssertNil(Base64.decode("a"))
+        XCTAssertNil(Base64.decode("aGV*"))
+    }
+}
+
+final class WatchStreamTests: XCTestCase {
+    func testLinesSplitAnywhere() throws {
+        var splitter = LineSplitter()
+        let stream = Array("{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\",\"resourceVersion\":\"5\"}}}\n\n{\"type\":\"BOOKMARK\",\"object\":{\"metadata\":{\"resourceVersion\":\"9\"}}}\n".utf8)
+        var lines: [[UInt8]] = []
+        for start in stride(from: 0, to: stream.count, by: 7) {
+            let chunk = Array(stream[start..<min(start + 7, stream.count)])
+            lines += try chunk.withUnsafeBytes { try splitter.feed($0) }
+        }
+        XCTAssertEqual(lines.count, 2)
+        XCTAssertFalse(splitter.hasPartialLine)
+        let first = try WatchEvent.parse(lines[0]), second = try WatchEvent.parse(lines[1])
+        XCTAssertEqual(first.kind, .added)
+        XCTAssertEqual(first.resourceVersion, "5")
+        XCTAssertEqual(second.kind, .bookmark)
+        XCTAssertEqual(second.resourceVersion, "9")
+    }
+
+    func testExpiredEvent() throws {
+        let line = Array(#"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 1 (5)","reason":"Expired","code":410}}"#.utf8)
+        let event = try WatchEvent.parse(line)
+        XCTAssertEqual(event.kind, .error)
+        XCTAssertEqual(event.statusCode, 410)
+        XCTAssertThrowsError(try WatchEvent.parse(Array(#"{"type":"NOPE","object":{}}"#.utf8)))
+    }
+
+    func testLineLimit() {
+        var splitter = LineSplitter(maxLineLength: 4)
+        XCTAssertThrowsError(try Array("abcdefgh".utf8).withUnsafeBytes { try splitter.feed($0) })
+    }
+
+    func testStatusMessages() {
+        let error = KubeClient.statusError(code: 401, body: Array(#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}"#.utf8))
+        XCTAssertEqual(error.description, "HTTP 401 Unauthorized: Unauthorized")
+        XCTAssertEqual(KubeClient.statusError(code: 500, body: Array("oops\n".utf8)).description, "HTTP 500: oops")
+    }
+}
+
+final class AgentOptionsTests: XCTestCase {
+    func testFlags() throws {
+        let o = try AgentOptions.parse(["--kubeconfig", "k", "--install-cni", "/b", "/c", "--resync", "2.5"], environment: ["NODE_NAME": "n1"])
+        XCTAssertEqual(o.nodeName, "n1")
+        XCTAssertEqual(o.installCNI?.binDir, "/b")
+        XCTAssertEqual(o.installCNI?.confDir, "/c")
+        XCTAssertEqual(o.resync, 2.5)
+        XCTAssertEqual(o.subnetFile, "/run/bridge-ipam/podcidr")
+        XCTAssertThrowsError(try AgentOptions.parse([], environment: [:]))
+        XCTAssertThrowsError(try AgentOptions.parse(["--node", "a", "--resync", "0"], environment: [:]))
+        XCTAssertThrowsError(try AgentOptions.parse(["--node", "a", "--bogus"], environment: [:]))
+    }
+}
