@@ -14,13 +14,13 @@ RUN_DEPS       := iproute2 iputils-ping jq containernetworking-plugins python3 p
 # Real clients in the tests: libcni (built from Debian's sources with Go), containerd, and a CRI
 # client (Python gRPC) driving containerd's CRI plugin as kubelet does, and podman (CNI backend).
 TEST_DEPS      := golang-go golang-github-appc-cni-dev containerd runc busybox-static iptables util-linux \
-                  python3-grpcio python3-grpc-tools podman
+                  python3-grpcio python3-grpc-tools podman strace
 # The node agent's tests: a stand-in API server with a CA made by openssl, driven with curl and
 # checked with kubectl (Debian's kubernetes-client when no kubectl is installed).
 AGENT_TEST_DEPS := openssl curl
 BENCH_DEPS     := gcc libc6-dev iptables
 
-.PHONY: all build buildinfo static-libs hot-symbols deps unit-test integration-test test demo demo-agents demo-dualstack demo-node bench install install-agent uninstall clean
+.PHONY: all build buildinfo static-libs hot-symbols deps unit-test integration-test test fuzz demo demo-agents demo-dualstack demo-node bench install install-agent uninstall clean
 
 all: build
 
@@ -101,6 +101,11 @@ integration-test: build
 	bash scripts/test-integration.sh
 
 test: unit-test integration-test
+
+# The reliability suite with a larger fuzz and more kills than `make test` runs (a few minutes).
+fuzz: build
+	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(TEST_DEPS)"
+	FUZZ_CASES=$${FUZZ_CASES:-3000} KILLS=$${KILLS:-200} SEED=$${SEED:-9} bash scripts/test-reliability.sh
 
 # The cluster with routes from `routes sync`, then the same converged by node agents.
 demo: build

@@ -49,7 +49,7 @@ let package = Package(
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "SystemIOTests", dependencies: ["SystemIO"]),
         .testTarget(name: "AddressesTests", dependencies: ["Addresses"]),
-        .testTarget(name: "IPAMTests", dependencies: ["Addresses", "IPAM"]),
+        .testTarget(name: "IPAMTests", dependencies: ["Addresses", "IPAM", "SystemIO"]),
         .testTarget(name: "ClusterRoutesTests", dependencies: ["Addresses", "ClusterRoutes"]),
         .testTarget(name: "NFTablesTests", dependencies: ["Addresses", "NFTables", "Netlink"]),
         .testTarget(name: "NetlinkTests", dependencies: ["Addresses", "CNetlinkShim", "Netlink", "NFTables"]),

@@ -67,10 +67,11 @@ conf() {
 }
 
 # cni NODE COMMAND CONTAINER_ID NETNS IFNAME CONFIG [VAR=VALUE ...]: runs our plugin in the node.
+# Under a timeout (CNI_TIMEOUT seconds, default 30; exit status 124 or 137): a hang is a failure.
 cni() {
     local node=$1 cmd=$2 id=$3 netns=$4 ifname=$5 config=$6
     shift 6
-    printf '%s' "$config" | ip netns exec "$RUN-$node" env -i PATH="$PATH" CNI_COMMAND="$cmd" CNI_CONTAINERID="$id" \
+    printf '%s' "$config" | ip netns exec "$RUN-$node" timeout -k 2 "${CNI_TIMEOUT:-30}" env -i PATH="$PATH" CNI_COMMAND="$cmd" CNI_CONTAINERID="$id" \
         CNI_NETNS="$netns" CNI_IFNAME="$ifname" CNI_PATH="$PLUGIN_DIR" "$@" "$PLUGIN_DIR/bridge-ipam"
 }
 
@@ -91,4 +92,29 @@ finish() {
     echo
     echo "$passed passed, $failed failed"
     [ $failed -eq 0 ]
+}
+
+# cni_blocked_after_ipam NODE ID NETNS IFNAME CONFIG [VAR=VALUE ...]: starts an ADD that stops
+# for good right after IPAM (lease written, ipMasq rule made, lease lock released) and prints its
+# PID once it waits there; the caller kills it (kill -9: a real crash at that point, with no
+# hook in the binary). How: in a private mount namespace of its own, the plugin sees a FIFO
+# that nobody writes over /proc/sys/net/ipv4/ip_forward, which the bridge step reads next
+# (needs isGateway with an IPv4 gateway). Prints nothing and returns 1 if it never blocks.
+cni_blocked_after_ipam() {
+    local node=$1 cmd=ADD id=$2 netns=$3 ifname=$4 config=$5 fifo pid i
+    shift 5
+    fifo=$RUN_DIR/ip_forward.$id.fifo
+    rm -f "$fifo"; mkfifo "$fifo"
+    printf '%s' "$config" | ip netns exec "$RUN-$node" unshare -m --propagation private \
+        sh -c 'mount --bind "$0" /proc/sys/net/ipv4/ip_forward && exec "$@"' "$fifo" \
+        env -i PATH="$PATH" CNI_COMMAND="$cmd" CNI_CONTAINERID="$id" CNI_NETNS="$netns" CNI_IFNAME="$ifname" \
+        CNI_PATH="$PLUGIN_DIR" "$@" "$PLUGIN_DIR/bridge-ipam" >/dev/null 2>&1 &
+    pid=$!
+    for i in $(seq 100); do
+        [ "$(cat /proc/$pid/wchan 2>/dev/null)" = wait_for_partner ] && { echo "$pid"; return 0; }
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -9 "$pid" 2>/dev/null
+    return 1
 }

@@ -39,9 +39,7 @@ struct Add {
 
         let ipam = context.ipam
         let masquerade = config.ipMasq ? Masquerade(config: config) : nil
-        let outcome = try ipam.add(owner: context.owner, requested: requests.addresses) { () throws(CNIError) in
-            try masquerade?.ensure()
-        }
+        let outcome = try ipam.add(owner: context.owner, requested: requests.addresses, masquerade: masquerade)
         var hostVeth: String?
         let spoofCheck = config.macSpoofCheck ? MacSpoofCheck(network: config.name, filter: context.namespaces.packetFilter()) : nil
         var spoofRuleAdded = false
@@ -84,9 +82,7 @@ struct Add {
                 do throws(CNIError) { try spoofCheck.remove(owner: context.owner) } catch { leftBehind.append("macspoofchk rule: \(error.reason)") }
             }
             do throws(CNIError) {
-                try ipam.delete(owner: context.owner) { (remaining) throws(CNIError) in
-                    try masquerade?.removeIfUnused(remainingLeases: remaining)
-                }
+                try ipam.delete(owner: context.owner, addresses: outcome.ips.map(\.address.address), masquerade: masquerade)
             } catch {
                 leftBehind.append("lease: \(error.reason)")
             }

@@ -58,14 +58,14 @@ struct Check {
 
         // The lease.
         if config.ipam.isBuiltIn {
-            let store: LeaseStore
-            do { store = try LeaseStore(dataDir: config.ipam.dataDir, network: config.name) } catch { throw .store(error) }
-            for ip in podIPs {
-                guard let owner = store.owner(of: ip.address.address) else {
-                    throw failed("no lease for \(ip.address.address) in \(store.directory)")
-                }
-                guard owner.containerID == environment.containerID, owner.ifname == environment.ifname || owner.ifname.isEmpty else {
-                    throw failed("lease for \(ip.address.address) belongs to \(owner.containerID)/\(owner.ifname)")
+            try config.ipam.withLeases(network: config.name) { (store) throws(CNIError) in
+                for ip in podIPs {
+                    guard let owner = store.owner(of: ip.address.address) else {
+                        throw failed("no lease for \(ip.address.address) in \(store.directory)")
+                    }
+                    guard owner.containerID == environment.containerID, owner.ifname == environment.ifname || owner.ifname.isEmpty else {
+                        throw failed("lease for \(ip.address.address) belongs to \(owner.containerID)/\(owner.ifname)")
+                    }
                 }
             }
         }
@@ -73,9 +73,9 @@ struct Check {
         if config.ipMasq {
             let masquerade = Masquerade(config: config)
             if try !masquerade.isPresent() {
-                let rule = masquerade.rule
-                throw failed("the ipMasq rule of network \(config.name) is missing from nftables table ip \(NFTables.table)",
-                             details: "expected: \(rule.sources.map(rule.nftSyntax(source:)).joined(separator: "; "))")
+                let rules = masquerade.rules
+                throw failed("the ipMasq rule of network \(config.name) is missing from nftables table \(rules.map { "\($0.familyKeyword) \(NFTables.table)" }.joined(separator: " or "))",
+                             details: "expected: \(rules.flatMap { rule in rule.sources.map(rule.nftSyntax(source:)) }.joined(separator: "; "))")
             }
         }
 

@@ -66,17 +66,7 @@ struct DelegatedPlugin {
             close(inPipe[1]); close(outPipe[0])
             throw CNIError(.delegateFailure, "cannot run IPAM plugin \(path)", details: String(cString: strerror(spawned)))
         }
-        // IPAM configs are small: one write fits the pipe buffer, so no deadlock with the reader.
-        _ = stdin.withUnsafeBytes { write(inPipe[1], $0.baseAddress, $0.count) }
-        close(inPipe[1])
-        var output: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(outPipe[0], $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            output += chunk[..<n]
-        }
+        let output = exchange(input: inPipe[1], output: outPipe[0])
         close(outPipe[0])
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
@@ -92,6 +82,41 @@ struct DelegatedPlugin {
         }
         throw CNIError(.delegateFailure, "IPAM plugin \(type) failed (\(exited ? "exit \(exitCode)" : "killed by signal \(status & 0x7F)"))",
                        details: String(text.prefix(500)))
+    }
+
+    /// Writes our stdin to the child while reading its stdout, until it closes its stdout: a
+    /// child that never reads a config larger than a pipe, or writes much before reading, cannot
+    /// block us (SIGPIPE is ignored, so a child that closes its stdin early just ends the input).
+    private func exchange(input: Int32, output: Int32) -> [UInt8] {
+        _ = fcntl(input, F_SETFL, fcntl(input, F_GETFL) | O_NONBLOCK)
+        var inputOpen = true, written = 0
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        defer { if inputOpen { close(input) } }
+        if stdin.isEmpty { close(input); inputOpen = false }
+        while true {
+            var fds = [pollfd(fd: output, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: inputOpen ? input : -1, events: Int16(POLLOUT), revents: 0)]
+            if poll(&fds, 2, -1) < 0 {
+                if errno == EINTR { continue }
+                break
+            }
+            if inputOpen && fds[1].revents != 0 {
+                let n = stdin.withUnsafeBytes { write(input, $0.baseAddress! + written, $0.count - written) }
+                if n > 0 { written += n }
+                if (n < 0 && errno != EAGAIN && errno != EINTR) || written == stdin.count {
+                    close(input)
+                    inputOpen = false
+                }
+            }
+            if fds[0].revents != 0 {
+                let n = chunk.withUnsafeMutableBytes { read(output, $0.baseAddress, $0.count) }
+                if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+                if n <= 0 { break }
+                result += chunk[..<n]
+            }
+        }
+        return result
     }
 
     private func failure(_ what: String) -> CNIError {

@@ -12,10 +12,11 @@ struct Delete {
         let environment = context.environment
         // The lease first: it must be released even when the namespace is gone. With ipMasq the
         // network's rule goes with its last lease; until then DEL makes no nftables change.
+        // prevResult's addresses, when given, spare reading every lease file (each is checked
+        // against its lease's owner); an unreadable prevResult only costs that scan.
         let masquerade = context.config.ipMasq ? Masquerade(config: context.config) : nil
-        try context.ipam.delete(owner: context.owner) { (remaining) throws(CNIError) in
-            try masquerade?.removeIfUnused(remainingLeases: remaining)
-        }
+        let addresses = context.config.prevResult.flatMap { try? CNIResult.parse($0) }?.ips.map(\.address.address) ?? []
+        try context.ipam.delete(owner: context.owner, addresses: addresses, masquerade: masquerade)
         if context.config.macSpoofCheck { try MacSpoofCheck(network: context.config.name, filter: context.namespaces.packetFilter()).remove(owner: context.owner) }
         guard !environment.netns.isEmpty else { return }
         switch try context.namespaces.pod(at: environment.netns) {

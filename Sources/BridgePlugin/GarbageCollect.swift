@@ -1,5 +1,6 @@
 import CNI
 import IPAM
+import SystemIO
 import Netlink
 import Addresses
 
@@ -39,30 +40,33 @@ struct GarbageCollect {
         }
     }
 
-    /// Releases the leases of unlisted attachments and, with ipMasq, the rule once none is left.
+    /// Releases the leases of unlisted attachments and, with ipMasq, the rules once none is
+    /// left, all under one lease lock.
     private func releaseLeases(valid: [LeaseOwner], failures: inout [String]) {
         let config = context.config
-        let store: LeaseStore
-        let leases: [(ip: IPAddress, owner: LeaseOwner?)]
-        do {
-            store = try LeaseStore(dataDir: config.ipam.dataDir, network: config.name)
-            leases = try store.leases()
-        } catch { failures.append(error.description); return }
-        for lease in leases {
-            let kept = lease.owner.map { owner in
-                valid.contains { $0.containerID == owner.containerID && (owner.ifname.isEmpty || $0.ifname == owner.ifname) }
-            } ?? false
-            if kept { continue }
-            do { try store.release(lease.ip) } catch { failures.append(error.description) }
-        }
-        if config.ipMasq {
-            do throws(CNIError) {
-                let remaining: Int
-                do { remaining = try store.leases().count } catch { throw CNIError.store(error) }
-                try Masquerade(config: config).removeIfUnused(remainingLeases: remaining)
-            } catch {
-                failures.append(error.reason)
+        do throws(CNIError) {
+            try config.ipam.withLeases(network: config.name) { (store) throws(CNIError) in
+                let leases: [(ip: IPAddress, owner: LeaseOwner?)]
+                do throws(SystemError) { leases = try store.leases() } catch { throw .store(error) }
+                for lease in leases {
+                    let kept = lease.owner.map { owner in
+                        valid.contains { $0.containerID == owner.containerID && (owner.ifname.isEmpty || $0.ifname == owner.ifname) }
+                    } ?? false
+                    if kept { continue }
+                    do throws(SystemError) { try store.release(lease.ip) } catch { failures.append(error.description) }
+                }
+                if config.ipMasq {
+                    do throws(CNIError) {
+                        let leasesRemain: Bool
+                        do throws(SystemError) { leasesRemain = try store.hasLeases() } catch { throw CNIError.store(error) }
+                        if !leasesRemain { try Masquerade(config: config).remove() }
+                    } catch {
+                        failures.append(error.reason)
+                    }
+                }
             }
+        } catch {
+            failures.append(error.reason)
         }
     }
 }

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CNI
 import IPAM
+import SystemIO
 import JSON
 import Addresses
 
@@ -30,34 +31,35 @@ enum IPAMBackend {
         }
     }
 
-    /// Allocates the attachment's addresses. `whileLocked` runs after the allocation while the
-    /// network's lease lock is still held (the ipMasq rule is set up there, serialised with the
-    /// DEL that removes it); if it throws, the allocation is undone.
-    func add(owner: LeaseOwner, requested: [IPAddress], whileLocked: () throws(CNIError) -> Void = {}) throws(CNIError) -> IPAMOutcome {
+    /// Allocates the attachment's addresses. With `masquerade` the network's ipMasq rule is made
+    /// present under the same lease lock, serialised with the DEL that removes it; if that
+    /// fails, the allocation is undone before the lock is let go.
+    func add(owner: LeaseOwner, requested: [IPAddress], masquerade: Masquerade? = nil) throws(CNIError) -> IPAMOutcome {
         switch self {
         case .builtIn(let ipam, let network):
-            let store: LeaseStore
-            do { store = try LeaseStore(dataDir: ipam.dataDir, network: network) } catch { throw .store(error) }
-            let allocations: [Allocator.Allocation]
-            do {
-                allocations = try Allocator(rangeSets: ipam.rangeSets).allocate(for: owner, requested: requested, in: store)
-            } catch { throw .allocation(error) }
-            do { try whileLocked() } catch {
-                for allocation in allocations { try? store.release(allocation.address) }
-                throw error
-            }
             var outcome = IPAMOutcome()
+            // Read before anything is allocated: a bad resolvConf is a config error that changes nothing.
+            if let path = ipam.resolvConf {
+                guard let text = readSmallFile(path) else {
+                    throw CNIError(.invalidConfig, "invalid network configuration: ipam.resolvConf \(path) cannot be read (a readable regular file is needed)")
+                }
+                outcome.dns = DNS.parseResolvConf(text)
+            }
+            let allocations = try ipam.withLeases(network: network) { (store) throws(CNIError) -> [Allocator.Allocation] in
+                let allocations: [Allocator.Allocation]
+                do throws(Allocator.Error) {
+                    allocations = try Allocator(rangeSets: ipam.rangeSets).allocate(for: owner, requested: requested, in: store)
+                } catch { throw .allocation(error) }
+                do throws(CNIError) { try masquerade?.ensure() } catch {
+                    for allocation in allocations { try? store.release(allocation.address) }
+                    throw error
+                }
+                return allocations
+            }
             outcome.ips = allocations.map {
                 (IPNetwork(address: $0.address, prefixLength: $0.range.subnet.prefixLength)!, $0.range.gateway)
             }
             outcome.routes = ipam.routes
-            if let path = ipam.resolvConf {
-                guard let text = readSmallFile(path) else {
-                    try? releaseBuiltIn(ipam, network: network, owner: owner)
-                    throw CNIError(.invalidConfig, "invalid network configuration: ipam.resolvConf \(path) cannot be read")
-                }
-                outcome.dns = DNS.parseResolvConf(text)
-            }
             return outcome
         case .layer2Only:
             guard requested.isEmpty else {
@@ -78,39 +80,52 @@ enum IPAMBackend {
         }
     }
 
-    /// Releases the attachment's addresses; succeeds when there are none. `whileLocked` gets
-    /// the number of leases the network still holds, under the lease lock.
-    func delete(owner: LeaseOwner, whileLocked: (_ remaining: Int) throws(CNIError) -> Void = { _ in }) throws(CNIError) {
+    /// Releases the attachment's addresses; succeeds when there are none. `addresses` (from a
+    /// DEL's prevResult, or what a failed ADD allocated) are released by name, each only if its
+    /// lease names `owner`, so the cost does not grow with the number of leases; without them,
+    /// or when none of them is ours, every lease file is read. With `masquerade` the network's
+    /// rule goes with its last lease, under the same lock.
+    func delete(owner: LeaseOwner, addresses: [IPAddress] = [], masquerade: Masquerade? = nil) throws(CNIError) {
         switch self {
-        case .builtIn(let ipam, let network): try releaseBuiltIn(ipam, network: network, owner: owner, whileLocked: whileLocked)
+        case .builtIn(let ipam, let network):
+            try ipam.withLeases(network: network) { (store) throws(CNIError) in
+                let leasesRemain: Bool
+                do throws(SystemError) {
+                    if try store.release(addresses, ifOwnedBy: owner).isEmpty {
+                        try store.release(owner: owner)
+                    }
+                    leasesRemain = masquerade == nil ? true : try store.hasLeases()
+                } catch { throw .store(error) }
+                if !leasesRemain { try masquerade?.remove() }
+            }
         case .delegated(let plugin): _ = try plugin.run(command: .del)
-        case .layer2Only: break  // nothing leased (and ipMasq, the only user of whileLocked, is refused)
+        case .layer2Only: break  // nothing leased (and ipMasq is refused without IPAM)
         }
-    }
-
-    private func releaseBuiltIn(_ ipam: IPAMConfig, network: String, owner: LeaseOwner,
-                                whileLocked: (_ remaining: Int) throws(CNIError) -> Void = { _ in }) throws(CNIError) {
-        let store: LeaseStore
-        let remaining: Int
-        do {
-            store = try LeaseStore(dataDir: ipam.dataDir, network: network)
-            remaining = try store.release(owner: owner).remaining
-        } catch { throw .store(error) }
-        try whileLocked(remaining)
-        withExtendedLifetime(store) {}
     }
 }
 
+extension IPAMConfig {
+    /// Runs `body` with the network's lease store, under its lock; the lock ends with `body`.
+    func withLeases<Result>(network: String, _ body: (borrowing LeaseStore) throws(CNIError) -> Result) throws(CNIError) -> Result {
+        try LeaseStore.withLock(dataDir: dataDir, network: network, failure: CNIError.store, body)
+    }
+}
+
+/// A small regular file's text, or nil. O_NONBLOCK and the type check keep a FIFO (or a device)
+/// named by the config from blocking the plugin.
 func readSmallFile(_ path: String, limit: Int = 64 * 1024) -> String? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
+    var info = stat()
+    guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
     var bytes: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 4096)
     while bytes.count < limit {
         let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         if n < 0 && errno == EINTR { continue }
-        if n <= 0 { break }
+        if n < 0 { return nil }
+        if n == 0 { break }
         bytes += chunk[..<n]
     }
     return String(decoding: bytes, as: UTF8.self)

@@ -1,5 +1,6 @@
 import CNI
 import IPAM
+import SystemIO
 import Netlink
 import Addresses
 
@@ -15,13 +16,14 @@ struct Status {
         try context.require(.v1_1_0, for: "STATUS")
         let config = context.config
         if config.ipam.isBuiltIn {
-            let store: LeaseStore
-            let leases: [(ip: IPAddress, owner: LeaseOwner?)]
-            do {
-                store = try LeaseStore(dataDir: config.ipam.dataDir, network: config.name)
-                try store.checkWritable()
-                leases = try store.leases()
-            } catch { throw unavailable("lease directory is not usable", details: error.description) }
+            let unusable = { (error: SystemError) in unavailable("lease directory is not usable", details: error.description) }
+            let leases = try LeaseStore.withLock(dataDir: config.ipam.dataDir, network: config.name, failure: unusable) {
+                (store) throws(CNIError) -> [(ip: IPAddress, owner: LeaseOwner?)] in
+                do throws(SystemError) {
+                    try store.checkWritable()
+                    return try store.leases()
+                } catch { throw unusable(error) }
+            }
             for set in config.ipam.rangeSets {
                 let held = leases.filter { lease in set.ranges.contains { $0.isAssignable(lease.ip) } }.count
                 if UInt128(held) >= set.assignableCount {

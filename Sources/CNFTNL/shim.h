@@ -10,6 +10,7 @@
 #include <libnftnl/table.h>
 #include <libnftnl/chain.h>
 #include <libnftnl/rule.h>
+#include <libnftnl/set.h>
 #include <libnftnl/expr.h>
 #include <libnftnl/udata.h>
 #include <libnftnl/common.h>

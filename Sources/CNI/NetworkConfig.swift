@@ -43,6 +43,10 @@ public struct NetworkConfig: Sendable {
     public var log: LogSettings?
 
     public static let defaultBridge = "cni0"
+    /// The most CIDRs `ipMasqExclude` may list. They go into one nftables set per rule, so the
+    /// rule's size does not depend on them; the cap keeps the set's netlink message well inside
+    /// one buffer (256 IPv6 intervals take about 19 KiB).
+    public static let maxMasqueradeExclusions = 256
 
     /// Decodes and validates stdin. Undecodable JSON is code 6, a wrong cniVersion code 1,
     /// anything else wrong code 7 naming the field.
@@ -67,9 +71,13 @@ public struct NetworkConfig: Sendable {
         }
         let ipMasq = try fields.bool("ipMasq")
         var ipMasqExclude: [IPNetwork] = []
-        for (i, text) in try fields.stringArray("ipMasqExclude").enumerated() {
-            guard let n = IPNetwork(cidr: text), n.address.family == .v4 else {
-                throw fields.invalid("ipMasqExclude[\(i)]", "\"\(text)\" is not an IPv4 CIDR such as 192.168.1.0/24")
+        let excludeTexts = try fields.stringArray("ipMasqExclude")
+        guard excludeTexts.count <= NetworkConfig.maxMasqueradeExclusions else {
+            throw fields.invalid("ipMasqExclude", "lists \(excludeTexts.count) CIDRs; at most \(NetworkConfig.maxMasqueradeExclusions) are supported")
+        }
+        for (i, text) in excludeTexts.enumerated() {
+            guard let n = IPNetwork(cidr: text) else {
+                throw fields.invalid("ipMasqExclude[\(i)]", "\"\(text)\" is not a CIDR such as 192.168.1.0/24 or fd00:1::/64")
             }
             ipMasqExclude.append(n.masked)
         }

@@ -3,7 +3,7 @@ import SystemIO
 /// Hands out addresses from range sets, host-local style: round robin after the last address
 /// handed out, never the gateway, network or broadcast address, one address per range set.
 ///
-/// The caller holds the store's lock. Cost does not grow with the number of leases: the walk
+/// The caller holds the store's lock (the store exists only inside `LeaseStore.withLock`). Cost does not grow with the number of leases: the walk
 /// starts after `last_reserved_ip` and stops at the first address whose file can be created.
 public struct Allocator {
     public let rangeSets: [RangeSet]
@@ -37,7 +37,7 @@ public struct Allocator {
 
     /// Allocates one address in every range set (or exactly the `requested` ones), all or nothing:
     /// on failure the leases this call made are released again.
-    public func allocate(for owner: LeaseOwner, requested: [IPAddress] = [], in store: LeaseStore) throws(Error) -> [Allocation] {
+    public func allocate(for owner: LeaseOwner, requested: [IPAddress] = [], in store: borrowing LeaseStore) throws(Error) -> [Allocation] {
         var made: [Allocation] = []
         do throws(Error) {
             var remaining = requested
@@ -59,7 +59,7 @@ public struct Allocator {
     }
 
     private func allocateRequested(_ ip: IPAddress, in set: RangeSet, index: Int, for owner: LeaseOwner,
-                                   store: LeaseStore) throws(Error) -> Allocation {
+                                   store: borrowing LeaseStore) throws(Error) -> Allocation {
         let range = set.range(containing: ip)!
         guard range.isAssignable(ip) else { throw .requestedReserved(ip) }
         let reserved: Bool
@@ -68,7 +68,7 @@ public struct Allocator {
         return Allocation(address: ip, range: range, rangeSetIndex: index)
     }
 
-    private func allocateNext(in set: RangeSet, index: Int, for owner: LeaseOwner, store: LeaseStore) throws(Error) -> Allocation {
+    private func allocateNext(in set: RangeSet, index: Int, for owner: LeaseOwner, store: borrowing LeaseStore) throws(Error) -> Allocation {
         var iterator = RangeIterator(set: set, after: store.lastReserved(rangeSet: index))
         while let (ip, range) = iterator.next() {
             guard range.isAssignable(ip) else { continue }

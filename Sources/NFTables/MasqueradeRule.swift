@@ -1,23 +1,36 @@
 import Addresses
 
-/// What `ipMasq` asks of the node: traffic from the network's pod subnet leaves with the node's
-/// address, unless it goes to an excluded destination (the pod subnet itself, the cluster CIDR,
-/// and whatever the operator lists, typically the node network).
+/// What `ipMasq` asks of the node in one address family: traffic from the network's pod subnet
+/// leaves with the node's address, unless it goes to an excluded destination (the pod subnets,
+/// the cluster CIDR, and whatever the operator lists, typically the node network).
 ///
-/// One rule serves every pod of the network, so neither its cost nor the rule count grows with
-/// the number of pods, and DEL needs no nftables change until the network's last pod goes.
+/// One rule per pod subnet serves every pod of the network, so neither its cost nor the rule
+/// count grows with the number of pods, and DEL needs no nftables change until the network's last
+/// pod goes. The exclusions live in an anonymous interval set bound to the rule
+/// (`daddr != { a, b, ... }`), so the rule has the same size whatever the exclusion list.
 public struct MasqueradeRule: Equatable, Sendable {
     public var network: String
-    /// The pod subnets (IPv4); one nftables rule each, all with the same comment.
+    public var family: IPAddress.Family
+    /// The pod subnets of this family; one nftables rule each, all with the same comment.
     public var sources: [IPNetwork]
+    /// Masked and deduplicated, in the order given.
     public var excluded: [IPNetwork]
 
-    public init(network: String, sources: [IPNetwork], excluded: [IPNetwork]) {
+    public init(network: String, family: IPAddress.Family, sources: [IPNetwork], excluded: [IPNetwork]) {
         self.network = network
-        self.sources = sources.map(\.masked).filter { $0.address.family == .v4 }
+        self.family = family
+        self.sources = sources.map(\.masked).filter { $0.address.family == family }
         var unique: [IPNetwork] = []
-        for n in excluded.map(\.masked) where n.address.family == .v4 && !unique.contains(n) { unique.append(n) }
+        for n in excluded.map(\.masked) where n.address.family == family && !unique.contains(n) { unique.append(n) }
         self.excluded = unique
+    }
+
+    /// The rules of a network: one per family that has pod subnets.
+    public static func rules(network: String, sources: [IPNetwork], excluded: [IPNetwork]) -> [MasqueradeRule] {
+        [IPAddress.Family.v4, .v6].compactMap { family in
+            let rule = MasqueradeRule(network: network, family: family, sources: sources, excluded: excluded)
+            return rule.sources.isEmpty ? nil : rule
+        }
     }
 
     /// The prefix of every comment of this network's rules.
@@ -38,8 +51,28 @@ public struct MasqueradeRule: Equatable, Sendable {
     /// The longest network name whose tag still fits nftables' comment limit.
     public static let maxNetworkNameLength = 100
 
+    /// The exclusions as the interval set holds them: sorted, overlapping and adjacent networks
+    /// merged (the kernel refuses overlapping intervals), each as its first address and the
+    /// address after its last (nil when it runs to the end of the address space).
+    public var excludedIntervals: [(start: IPAddress, end: IPAddress?)] {
+        let sorted = excluded.sorted { $0.network < $1.network }
+        var merged: [(start: IPAddress, last: IPAddress)] = []
+        for n in sorted {
+            if let previous = merged.last, n.network <= previous.last || previous.last.advanced(by: 1) == n.network {
+                if n.last > previous.last { merged[merged.count - 1].last = n.last }
+            } else {
+                merged.append((n.network, n.last))
+            }
+        }
+        return merged.map { ($0.start, $0.last.advanced(by: 1)) }
+    }
+
+    /// `ip` or `ip6`: the nftables family keyword, also the table's family.
+    public var familyKeyword: String { family == .v4 ? "ip" : "ip6" }
+
     /// The rule for one source as `nft list ruleset` shows it, for messages.
     public func nftSyntax(source: IPNetwork) -> String {
-        "ip saddr \(source)" + excluded.map { " ip daddr != \($0)" }.joined() + " masquerade comment \"\(comment)\""
+        let set = excluded.isEmpty ? "" : " \(familyKeyword) daddr != { \(excluded.map(\.description).joined(separator: ", ")) }"
+        return "\(familyKeyword) saddr \(source)\(set) masquerade comment \"\(comment)\""
     }
 }

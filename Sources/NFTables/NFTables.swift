@@ -5,15 +5,17 @@ import Addresses
 import CNFTNL
 import Netlink
 
-/// bridge-ipam's own nftables table, `ip bridge_ipam`, with one NAT chain, `postrouting`,
-/// programmed through libnftnl over a netfilter netlink socket. Tables that are not ours are
-/// never read or changed. Every change is one nftables transaction (batch), so it applies whole
-/// or not at all.
+/// bridge-ipam's own nftables tables, `ip bridge_ipam` and `ip6 bridge_ipam`, each with one NAT
+/// chain, `postrouting`, programmed through libnftnl over a netfilter netlink socket. Tables that
+/// are not ours are never read or changed. Every change is one nftables transaction (batch), so
+/// it applies whole or not at all.
 public final class NFTables {
     public static let table = "bridge_ipam"
     public static let chain = "postrouting"
 
     let socket: NetlinkSocket
+    /// Anonymous sets are named by the kernel; within a transaction they are told apart by id.
+    private var nextSetID: UInt32 = 0
 
     /// A rule of our chain as the kernel lists it.
     public struct ListedRule: Equatable, Sendable {
@@ -31,12 +33,19 @@ public final class NFTables {
         self.socket = socket
     }
 
-    /// Rules of our chain; none when the table or chain does not exist.
-    public func rules() throws(NetlinkError) -> [ListedRule] {
+    static func protocolFamily(_ family: IPAddress.Family) -> UInt8 {
+        UInt8(family == .v4 ? NFPROTO_IPV4 : NFPROTO_IPV6)
+    }
+
+    static func keyword(_ family: IPAddress.Family) -> String { family == .v4 ? "ip" : "ip6" }
+
+    /// Rules of our chain in `family`; none when the table or chain does not exist. Each listed
+    /// rule is small (the exclusions are in a set), so listing works whatever their number.
+    public func rules(family: IPAddress.Family) throws(NetlinkError) -> [ListedRule] {
         let messages: [NetlinkMessage]
         do {
-            messages = try socket.dump("list nftables rules of \(NFTables.table)", type: NFTables.messageType(NFT_MSG_GETRULE)) { m in
-                m.put(header: NFTables.header(family: UInt8(NFPROTO_IPV4)))
+            messages = try socket.dump("list nftables rules of \(NFTables.keyword(family)) \(NFTables.table)", type: NFTables.messageType(NFT_MSG_GETRULE)) { m in
+                m.put(header: NFTables.header(family: NFTables.protocolFamily(family)))
                 m.put(UInt16(NFTA_RULE_TABLE.rawValue), string: NFTables.table)
                 m.put(UInt16(NFTA_RULE_CHAIN.rawValue), string: NFTables.chain)
             }
@@ -49,39 +58,55 @@ public final class NFTables {
         }
     }
 
-    /// Whether our chain holds exactly `rule` (one current rule per source).
-    public func contains(_ rule: MasqueradeRule) throws(NetlinkError) -> Bool {
-        let mine = try rules(of: rule.network)
-        return mine.count == rule.sources.count && mine.allSatisfy { $0.comment == rule.comment }
+    /// Whether our chains hold exactly `rules` (one current rule per source).
+    public func contains(_ rules: [MasqueradeRule]) throws(NetlinkError) -> Bool {
+        for rule in rules where !(try isCurrent(rule, listed: self.rules(of: rule.network, family: rule.family))) { return false }
+        return true
     }
 
-    /// Makes our chain hold `rule`, replacing this network's outdated rules, in one transaction;
-    /// no transaction at all when it is already there. Returns whether anything changed.
+    private func isCurrent(_ rule: MasqueradeRule, listed: [ListedRule]) -> Bool {
+        listed.count == rule.sources.count && listed.allSatisfy { $0.comment == rule.comment }
+    }
+
+    /// Makes our chains hold `rules`, replacing this network's outdated rules of the same
+    /// families, in one transaction; no transaction at all when they are already there (one
+    /// listing per family). Returns whether anything changed.
     @discardableResult
-    public func ensure(_ rule: MasqueradeRule) throws(NetlinkError) -> Bool {
-        let mine = try rules(of: rule.network)
-        if mine.count == rule.sources.count && mine.allSatisfy({ $0.comment == rule.comment }) { return false }
-        try transaction("set masquerade rules of \(rule.network)") { batch in
-            NFTables.addTable(to: &batch)
-            NFTables.addChain(to: &batch)
-            for old in mine { NFTables.deleteRule(handle: old.handle, to: &batch) }
-            for source in rule.sources { NFTables.addRule(rule, source: source, to: &batch) }
+    public func ensure(_ rules: [MasqueradeRule]) throws(NetlinkError) -> Bool {
+        var outdated: [(rule: MasqueradeRule, listed: [ListedRule])] = []
+        for rule in rules {
+            let listed = try self.rules(of: rule.network, family: rule.family)
+            if !isCurrent(rule, listed: listed) { outdated.append((rule, listed)) }
+        }
+        guard !outdated.isEmpty else { return false }
+        nextSetID = 0
+        try transaction("set masquerade rules of \(rules[0].network)") { batch in
+            for (rule, listed) in outdated {
+                NFTables.addTable(rule.family, to: &batch)
+                NFTables.addChain(rule.family, to: &batch)
+                for old in listed { NFTables.deleteRule(handle: old.handle, family: rule.family, to: &batch) }
+                for source in rule.sources { addRule(rule, source: source, to: &batch) }
+            }
         }
         return true
     }
 
-    private func rules(of network: String) throws(NetlinkError) -> [ListedRule] {
+    private func rules(of network: String, family: IPAddress.Family) throws(NetlinkError) -> [ListedRule] {
         let prefix = MasqueradeRule.tagPrefix(network: network)
-        return try rules().filter { $0.comment?.hasPrefix(prefix) == true }
+        return try rules(family: family).filter { $0.comment?.hasPrefix(prefix) == true }
     }
 
-    /// Removes every rule of `network`; no transaction when there is none. Returns how many.
+    /// Removes every rule of `network` in both families (their anonymous sets go with them); no
+    /// transaction when there is none. Returns how many.
     @discardableResult
     public func remove(network: String) throws(NetlinkError) -> Int {
-        let mine = try rules(of: network)
+        var mine: [(family: IPAddress.Family, rule: ListedRule)] = []
+        for family in [IPAddress.Family.v4, .v6] {
+            mine += try rules(of: network, family: family).map { (family, $0) }
+        }
         guard !mine.isEmpty else { return 0 }
         try transaction("remove masquerade rules of \(network)") { batch in
-            for rule in mine { NFTables.deleteRule(handle: rule.handle, to: &batch) }
+            for (family, rule) in mine { NFTables.deleteRule(handle: rule.handle, family: family, to: &batch) }
         }
         return mine.count
     }
@@ -109,16 +134,16 @@ public final class NFTables {
         nfgenmsg(nfgen_family: family, version: UInt8(NFNETLINK_V0), res_id: resourceID.bigEndian)
     }
 
-    private static func addTable(to batch: inout NetlinkSocket.Batch) {
-        batch.add("create table ip \(table)", type: messageType(NFT_MSG_NEWTABLE), flags: NLM_F_CREATE) { m in
-            m.put(header: header(family: UInt8(NFPROTO_IPV4)))
+    private static func addTable(_ family: IPAddress.Family, to batch: inout NetlinkSocket.Batch) {
+        batch.add("create table \(keyword(family)) \(table)", type: messageType(NFT_MSG_NEWTABLE), flags: NLM_F_CREATE) { m in
+            m.put(header: header(family: protocolFamily(family)))
             m.put(UInt16(NFTA_TABLE_NAME.rawValue), string: table)
         }
     }
 
-    private static func addChain(to batch: inout NetlinkSocket.Batch) {
-        batch.add("create chain \(chain)", type: messageType(NFT_MSG_NEWCHAIN), flags: NLM_F_CREATE) { m in
-            m.put(header: header(family: UInt8(NFPROTO_IPV4)))
+    private static func addChain(_ family: IPAddress.Family, to batch: inout NetlinkSocket.Batch) {
+        batch.add("create chain \(keyword(family)) \(table) \(chain)", type: messageType(NFT_MSG_NEWCHAIN), flags: NLM_F_CREATE) { m in
+            m.put(header: header(family: protocolFamily(family)))
             let c = nftnl_chain_alloc()!
             defer { nftnl_chain_free(c) }
             nftnl_chain_set_str(c, UInt16(NFTNL_CHAIN_TABLE.rawValue), table)
@@ -130,9 +155,9 @@ public final class NFTables {
         }
     }
 
-    private static func deleteRule(handle: UInt64, to batch: inout NetlinkSocket.Batch) {
-        batch.add("delete rule \(handle)", type: messageType(NFT_MSG_DELRULE)) { m in
-            m.put(header: header(family: UInt8(NFPROTO_IPV4)))
+    private static func deleteRule(handle: UInt64, family: IPAddress.Family, to batch: inout NetlinkSocket.Batch) {
+        batch.add("delete rule \(keyword(family)) \(handle)", type: messageType(NFT_MSG_DELRULE)) { m in
+            m.put(header: header(family: protocolFamily(family)))
             let r = nftnl_rule_alloc()!
             defer { nftnl_rule_free(r) }
             nftnl_rule_set_str(r, UInt16(NFTNL_RULE_TABLE.rawValue), table)
@@ -142,17 +167,63 @@ public final class NFTables {
         }
     }
 
-    /// `ip saddr SOURCE [ip daddr != EXCLUDED]... masquerade comment TAG`
-    private static func addRule(_ rule: MasqueradeRule, source: IPNetwork, to batch: inout NetlinkSocket.Batch) {
-        batch.add("add rule \(rule.nftSyntax(source: source))", type: messageType(NFT_MSG_NEWRULE), flags: NLM_F_CREATE | NLM_F_APPEND) { m in
-            m.put(header: header(family: UInt8(NFPROTO_IPV4)))
+    /// Where the source and destination addresses sit in the network header.
+    static func addressOffsets(_ family: IPAddress.Family) -> (source: UInt32, destination: UInt32, length: UInt32) {
+        family == .v4 ? (12, 16, 4) : (8, 24, 16)
+    }
+
+    /// `SADDR SOURCE DADDR != { EXCLUDED... } masquerade comment TAG`: an anonymous interval set
+    /// (created in the same transaction, deleted by the kernel with the rule), then the rule.
+    private func addRule(_ rule: MasqueradeRule, source: IPNetwork, to batch: inout NetlinkSocket.Batch) {
+        let family = rule.family
+        let offsets = NFTables.addressOffsets(family)
+        let intervals = rule.excludedIntervals
+        nextSetID += 1
+        let setID = nextSetID
+        let setName = "__set%d"
+        if !intervals.isEmpty {
+            let set = nftnl_set_alloc()!
+            defer { nftnl_set_free(set) }
+            nftnl_set_set_str(set, UInt16(NFTNL_SET_TABLE.rawValue), NFTables.table)
+            nftnl_set_set_str(set, UInt16(NFTNL_SET_NAME.rawValue), setName)
+            nftnl_set_set_u32(set, UInt16(NFTNL_SET_FAMILY.rawValue), UInt32(NFTables.protocolFamily(family)))
+            nftnl_set_set_u32(set, UInt16(NFTNL_SET_ID.rawValue), setID)
+            let flags = NFT_SET_ANONYMOUS.rawValue | NFT_SET_CONSTANT.rawValue | NFT_SET_INTERVAL.rawValue
+            nftnl_set_set_u32(set, UInt16(NFTNL_SET_FLAGS.rawValue), flags)
+            // nft's datatypes ipv4_addr (7) and ipv6_addr (8), so that `nft list` shows addresses.
+            nftnl_set_set_u32(set, UInt16(NFTNL_SET_KEY_TYPE.rawValue), family == .v4 ? 7 : 8)
+            nftnl_set_set_u32(set, UInt16(NFTNL_SET_KEY_LEN.rawValue), offsets.length)
+            batch.add("create the exclusion set of \(rule.nftSyntax(source: source))", type: NFTables.messageType(NFT_MSG_NEWSET), flags: NLM_F_CREATE) { m in
+                m.put(header: NFTables.header(family: NFTables.protocolFamily(family)))
+                m.withHeader { nftnl_set_nlmsg_build_payload($0, set) }
+            }
+            // An interval is its first address, and the address after its last flagged as an end.
+            for interval in intervals {
+                NFTables.addElement(interval.start, end: false, to: set)
+                if let end = interval.end { NFTables.addElement(end, end: true, to: set) }
+            }
+            batch.add("fill the exclusion set (\(intervals.count) intervals)", type: NFTables.messageType(NFT_MSG_NEWSETELEM), flags: NLM_F_CREATE) { m in
+                m.put(header: NFTables.header(family: NFTables.protocolFamily(family)))
+                m.withHeader { nftnl_set_elems_nlmsg_build_payload($0, set) }
+            }
+        }
+        batch.add("add rule \(rule.nftSyntax(source: source))", type: NFTables.messageType(NFT_MSG_NEWRULE), flags: NLM_F_CREATE | NLM_F_APPEND) { m in
+            m.put(header: NFTables.header(family: NFTables.protocolFamily(family)))
             let r = nftnl_rule_alloc()!
             defer { nftnl_rule_free(r) }
-            nftnl_rule_set_u32(r, UInt16(NFTNL_RULE_FAMILY.rawValue), UInt32(NFPROTO_IPV4))
-            nftnl_rule_set_str(r, UInt16(NFTNL_RULE_TABLE.rawValue), table)
-            nftnl_rule_set_str(r, UInt16(NFTNL_RULE_CHAIN.rawValue), chain)
-            matchAddress(r, offset: 12, network: source, equal: true)  // ip saddr
-            for excluded in rule.excluded { matchAddress(r, offset: 16, network: excluded, equal: false) }  // ip daddr
+            nftnl_rule_set_u32(r, UInt16(NFTNL_RULE_FAMILY.rawValue), UInt32(NFTables.protocolFamily(family)))
+            nftnl_rule_set_str(r, UInt16(NFTNL_RULE_TABLE.rawValue), NFTables.table)
+            nftnl_rule_set_str(r, UInt16(NFTNL_RULE_CHAIN.rawValue), NFTables.chain)
+            NFTables.matchAddress(r, offset: offsets.source, network: source)  // saddr
+            if !intervals.isEmpty {
+                NFTables.loadPayload(r, offset: offsets.destination, length: offsets.length)  // daddr
+                let lookup = nftnl_expr_alloc("lookup")!
+                nftnl_expr_set_u32(lookup, UInt16(NFTNL_EXPR_LOOKUP_SREG), UInt32(NFT_REG_1.rawValue))
+                nftnl_expr_set_str(lookup, UInt16(NFTNL_EXPR_LOOKUP_SET), setName)
+                nftnl_expr_set_u32(lookup, UInt16(NFTNL_EXPR_LOOKUP_SET_ID), setID)
+                nftnl_expr_set_u32(lookup, UInt16(NFTNL_EXPR_LOOKUP_FLAGS), NFT_LOOKUP_F_INV.rawValue)
+                nftnl_rule_add_expr(r, lookup)
+            }
             nftnl_rule_add_expr(r, nftnl_expr_alloc("masq"))
             let userData = nftnl_udata_buf_alloc(UInt32(NFT_USERDATA_MAXLEN))!
             defer { nftnl_udata_buf_free(userData) }
@@ -162,28 +233,41 @@ public final class NFTables {
         }
     }
 
-    /// payload (4 bytes of the IPv4 header at `offset`) -> bitwise AND prefix mask -> cmp.
-    private static func matchAddress(_ rule: OpaquePointer, offset: UInt32, network: IPNetwork, equal: Bool) {
+    private static func addElement(_ key: IPAddress, end: Bool, to set: OpaquePointer) {
+        let element = nftnl_set_elem_alloc()!
+        key.bytes.withUnsafeBytes { _ = nftnl_set_elem_set(element, UInt16(NFTNL_SET_ELEM_KEY), $0.baseAddress, UInt32($0.count)) }
+        if end { nftnl_set_elem_set_u32(element, UInt16(NFTNL_SET_ELEM_FLAGS), NFT_SET_ELEM_INTERVAL_END.rawValue) }
+        nftnl_set_elem_add(set, element)  // the set owns it from here
+    }
+
+    /// payload (the address at `offset` of the network header) -> register 1.
+    private static func loadPayload(_ rule: OpaquePointer, offset: UInt32, length: UInt32) {
         let payload = nftnl_expr_alloc("payload")!
         nftnl_expr_set_u32(payload, UInt16(NFTNL_EXPR_PAYLOAD_DREG), UInt32(NFT_REG_1.rawValue))
         nftnl_expr_set_u32(payload, UInt16(NFTNL_EXPR_PAYLOAD_BASE), UInt32(NFT_PAYLOAD_NETWORK_HEADER.rawValue))
         nftnl_expr_set_u32(payload, UInt16(NFTNL_EXPR_PAYLOAD_OFFSET), offset)
-        nftnl_expr_set_u32(payload, UInt16(NFTNL_EXPR_PAYLOAD_LEN), 4)
+        nftnl_expr_set_u32(payload, UInt16(NFTNL_EXPR_PAYLOAD_LEN), length)
         nftnl_rule_add_expr(rule, payload)
+    }
 
-        let mask = IPNetwork(address: .v4(UInt32.max), prefixLength: network.prefixLength)!.network.bytes
+    /// payload -> bitwise AND prefix mask -> cmp ==.
+    private static func matchAddress(_ rule: OpaquePointer, offset: UInt32, network: IPNetwork) {
+        let length = UInt32(network.address.bitWidth / 8)
+        loadPayload(rule, offset: offset, length: length)
+        let all: IPAddress = network.address.family == .v4 ? .v4(UInt32.max) : .v6(UInt128.max)
+        let mask = IPNetwork(address: all, prefixLength: network.prefixLength)!.network.bytes
         let bitwise = nftnl_expr_alloc("bitwise")!
         nftnl_expr_set_u32(bitwise, UInt16(NFTNL_EXPR_BITWISE_SREG), UInt32(NFT_REG_1.rawValue))
         nftnl_expr_set_u32(bitwise, UInt16(NFTNL_EXPR_BITWISE_DREG), UInt32(NFT_REG_1.rawValue))
-        nftnl_expr_set_u32(bitwise, UInt16(NFTNL_EXPR_BITWISE_LEN), 4)
-        mask.withUnsafeBytes { _ = nftnl_expr_set(bitwise, UInt16(NFTNL_EXPR_BITWISE_MASK), $0.baseAddress, 4) }
-        [UInt8](repeating: 0, count: 4).withUnsafeBytes { _ = nftnl_expr_set(bitwise, UInt16(NFTNL_EXPR_BITWISE_XOR), $0.baseAddress, 4) }
+        nftnl_expr_set_u32(bitwise, UInt16(NFTNL_EXPR_BITWISE_LEN), length)
+        mask.withUnsafeBytes { _ = nftnl_expr_set(bitwise, UInt16(NFTNL_EXPR_BITWISE_MASK), $0.baseAddress, length) }
+        [UInt8](repeating: 0, count: Int(length)).withUnsafeBytes { _ = nftnl_expr_set(bitwise, UInt16(NFTNL_EXPR_BITWISE_XOR), $0.baseAddress, length) }
         nftnl_rule_add_expr(rule, bitwise)
 
         let cmp = nftnl_expr_alloc("cmp")!
         nftnl_expr_set_u32(cmp, UInt16(NFTNL_EXPR_CMP_SREG), UInt32(NFT_REG_1.rawValue))
-        nftnl_expr_set_u32(cmp, UInt16(NFTNL_EXPR_CMP_OP), UInt32((equal ? NFT_CMP_EQ : NFT_CMP_NEQ).rawValue))
-        network.network.bytes.withUnsafeBytes { _ = nftnl_expr_set(cmp, UInt16(NFTNL_EXPR_CMP_DATA), $0.baseAddress, 4) }
+        nftnl_expr_set_u32(cmp, UInt16(NFTNL_EXPR_CMP_OP), UInt32(NFT_CMP_EQ.rawValue))
+        network.network.bytes.withUnsafeBytes { _ = nftnl_expr_set(cmp, UInt16(NFTNL_EXPR_CMP_DATA), $0.baseAddress, length) }
         nftnl_rule_add_expr(rule, cmp)
     }
 

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -96,6 +99,30 @@ let minimal = #"{"cniVersion":"1.1.0","name":"k8s-pod-network","type":"bridge-ip
         #expect(c.ipMasq && c.ipMasqExclude.map(\.description) == ["192.168.1.0/24"])
         #expect(code(of: #"{"cniVersion":"1.1.0","name":"n","ipMasq":true,"ipMasqExclude":["x"],"ipam":{"type":"host-local","subnet":"10.244.1.0/24"}}"#) == 7)
         #expect(code(of: #"{"cniVersion":"1.1.0","name":"n","ipMasq":true,"ipam":{"type":"dhcp"}}"#) == 2)
+    }
+
+    @Test func aFIFOAsSubnetFileIsRefusedWithoutBlocking() {
+        alarm(20)  // a watchdog: a regression dies instead of hanging the test run
+        defer { alarm(0) }
+        var template = Array("/tmp/bridge-ipam-fifo-XXXXXX".utf8CString)
+        let dir = String(cString: mkdtemp(&template)!)
+        defer { unlink(dir + "/subnet.env"); rmdir(dir) }
+        mkfifo(dir + "/subnet.env", 0o600)
+        #expect(code(of: #"{"cniVersion":"1.1.0","name":"n","ipam":{"type":"host-local","subnetFile":"\#(dir)/subnet.env"}}"#) == 7)
+    }
+
+    @Test func ipMasqExclusionsTakeBothFamiliesUpToTheCap() throws {
+        func config(_ count: Int) -> String {
+            let list = (0..<count).map { "\"172.\(16 + $0 / 256).\($0 % 256).0/24\"" }.joined(separator: ",")
+            return #"{"cniVersion":"1.1.0","name":"n","ipMasq":true,"ipMasqExclude":["fd00:1::/64",\#(list)],"ipam":{"type":"host-local","subnet":"10.244.1.0/24"}}"#
+        }
+        let c = try parse(config(NetworkConfig.maxMasqueradeExclusions - 1))
+        #expect(c.ipMasqExclude.first?.description == "fd00:1::/64")
+        #expect(c.ipMasqExclude.count == NetworkConfig.maxMasqueradeExclusions)
+        var error: CNIError?
+        do { _ = try parse(config(NetworkConfig.maxMasqueradeExclusions)) } catch let e { error = e }
+        #expect(error?.code == 7)
+        #expect(error?.msg.contains("ipMasqExclude") == true)
     }
 
     @Test func otherIPAMTypesAreNotValidatedHere() throws {

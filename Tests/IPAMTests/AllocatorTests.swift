@@ -53,9 +53,14 @@ func removeTree(_ path: String) {
         try RangeSet([IPRange(subnet: IPNetwork(cidr: cidr)!, rangeStart: start.flatMap(IPAddress.init), rangeEnd: end.flatMap(IPAddress.init))])
     }
 
+    func withStore<R>(_ body: (borrowing LeaseStore) throws -> R) throws -> R {
+        try LeaseStore.withLock(dataDir: dir.path, network: "net", failure: { $0 as any Error }, body)
+    }
+
     func allocate(_ allocator: Allocator, _ id: String, requested: [IPAddress] = []) throws -> String {
-        let store = try LeaseStore(dataDir: dir.path, network: "net")
-        return try allocator.allocate(for: LeaseOwner(containerID: id, ifname: "eth0"), requested: requested, in: store)[0].address.description
+        try withStore { store in
+            try allocator.allocate(for: LeaseOwner(containerID: id, ifname: "eth0"), requested: requested, in: store)[0].address.description
+        }
     }
 
     @Test func handsOutAddressesInOrderSkippingTheGateway() throws {
@@ -75,14 +80,14 @@ func removeTree(_ path: String) {
         let allocator = Allocator(rangeSets: [try rangeSet("10.244.1.0/24")])
         _ = try allocate(allocator, "a")
         _ = try allocate(allocator, "b")
-        try LeaseStore(dataDir: dir.path, network: "net").release(IPAddress("10.244.1.2")!)
+        try withStore { try $0.release(IPAddress("10.244.1.2")!) }
         #expect(try allocate(allocator, "c") == "10.244.1.4")
     }
 
     @Test func wrapsAroundToFreedAddresses() throws {
         let allocator = Allocator(rangeSets: [try rangeSet("10.244.1.0/29")])  // .2 ... .6
         for id in ["a", "b", "c", "d", "e"] { _ = try allocate(allocator, id) }
-        try LeaseStore(dataDir: dir.path, network: "net").release(IPAddress("10.244.1.3")!)
+        try withStore { try $0.release(IPAddress("10.244.1.3")!) }
         #expect(try allocate(allocator, "f") == "10.244.1.3")
     }
 
@@ -98,7 +103,7 @@ func removeTree(_ path: String) {
 
     @Test func anEmptyOrTornLeaseFileStillCountsAsTaken() throws {
         let allocator = Allocator(rangeSets: [try rangeSet("10.244.1.0/24")])
-        _ = try LeaseStore(dataDir: dir.path, network: "net")
+        try withStore { _ in }
         dir.write("net", "10.244.1.2", "")
         dir.write("net", "10.244.1.3", "abc\r")
         #expect(try allocate(allocator, "x") == "10.244.1.4")
@@ -128,29 +133,37 @@ func removeTree(_ path: String) {
     @Test func oneAddressPerRangeSetAllOrNothing() throws {
         let v4 = try rangeSet("10.244.1.0/24")
         let full = try rangeSet("10.244.2.0/24", start: "10.244.2.10", end: "10.244.2.10")
-        let store = try LeaseStore(dataDir: dir.path, network: "net")
-        _ = try store.reserve(IPAddress("10.244.2.10")!, for: LeaseOwner(containerID: "other", ifname: "eth0"))
-        #expect(throws: Allocator.Error.self) {
-            try Allocator(rangeSets: [v4, full]).allocate(for: LeaseOwner(containerID: "a", ifname: "eth0"), in: store)
+        try withStore { store in
+            _ = try store.reserve(IPAddress("10.244.2.10")!, for: LeaseOwner(containerID: "other", ifname: "eth0"))
+            do {
+                _ = try Allocator(rangeSets: [v4, full]).allocate(for: LeaseOwner(containerID: "a", ifname: "eth0"), in: store)
+                Issue.record("allocation should fail")
+            } catch {}
+            let v1 = store.isTaken(IPAddress("10.244.1.2")!)
+            #expect(!v1, "the first range set's lease is rolled back")
         }
-        #expect(!store.isTaken(IPAddress("10.244.1.2")!), "the first range set's lease is rolled back")
     }
 
     @Test func releaseByOwnerMatchesContainerAndInterface() throws {
         let allocator = Allocator(rangeSets: [try rangeSet("10.244.1.0/24")])
         _ = try allocate(allocator, "a")
-        let store = try LeaseStore(dataDir: dir.path, network: "net")
-        #expect(try store.release(owner: LeaseOwner(containerID: "a", ifname: "eth1")).released.isEmpty)
-        let first = try store.release(owner: LeaseOwner(containerID: "a", ifname: "eth0"))
-        #expect(first.released == [IPAddress("10.244.1.2")!] && first.remaining == 0)
-        #expect(try store.release(owner: LeaseOwner(containerID: "a", ifname: "eth0")).released.isEmpty, "release is idempotent")
+        try withStore { store in
+            let r101 = try store.release(owner: LeaseOwner(containerID: "a", ifname: "eth1")).released.isEmpty
+            #expect(r101)
+            let first = try store.release(owner: LeaseOwner(containerID: "a", ifname: "eth0"))
+            #expect(first.released == [IPAddress("10.244.1.2")!] && first.remaining == 0)
+            let r102 = try store.release(owner: LeaseOwner(containerID: "a", ifname: "eth0")).released.isEmpty
+            #expect(r102, "release is idempotent")
+        }
     }
 
     @Test func leasesWrittenByOlderHostLocalWithoutIfnameAreReleasedByContainerID() throws {
-        _ = try LeaseStore(dataDir: dir.path, network: "net")
+        try withStore { _ in }
         dir.write("net", "10.244.1.7", "old-container")
-        let store = try LeaseStore(dataDir: dir.path, network: "net")
-        #expect(try store.release(owner: LeaseOwner(containerID: "old-container", ifname: "eth0")).released == [IPAddress("10.244.1.7")!])
+        try withStore { store in
+            let released = try store.release(owner: LeaseOwner(containerID: "old-container", ifname: "eth0")).released
+            #expect(released == [IPAddress("10.244.1.7")!])
+        }
     }
 
     @Test func ipv6RangesAllocateToo() throws {

@@ -23,12 +23,12 @@ private let ipv4: UInt8 = 2  // NFPROTO_IPV4
         }
     }
 
-    private let rule = MasqueradeRule(network: "podnet", sources: [IPNetwork(cidr: "10.244.1.0/24")!], excluded: [IPNetwork(cidr: "10.244.0.0/16")!])
+    private let rule = MasqueradeRule(network: "podnet", family: .v4, sources: [IPNetwork(cidr: "10.244.1.0/24")!], excluded: [IPNetwork(cidr: "10.244.0.0/16")!])
 
     @Test func aTransactionIsOneDatagramFramedByBeginAndEnd() throws {
         let fake = kernel { Kernel.acknowledge($0) }
         let tables = NFTables(socket: NetlinkSocket(transport: fake, protocol: NETLINK_NETFILTER, firstSequence: 500))
-        #expect(try tables.ensure(rule))
+        #expect(try tables.ensure([rule]))
         #expect(fake.sent.count == 2, "the listing, then the whole transaction in one datagram")
         let messages = Wire.messages(fake.sent[1])
         let begin = messages.first!, end = messages.last!
@@ -36,7 +36,7 @@ private let ipv4: UInt8 = 2  // NFPROTO_IPV4
         #expect(begin.bytes == Wire.message(type: batchBegin, flags: UInt16(NLM_F_REQUEST), sequence: begin.sequence, [0, 0, 0, 10]))
         #expect(end.bytes == Wire.message(type: batchEnd, flags: UInt16(NLM_F_REQUEST), sequence: end.sequence, [0, 0, 0, 10]))
         let inner = messages.dropFirst().dropLast()
-        #expect(inner.count >= 3, "table, chain and at least one rule")
+        #expect(inner.count >= 5, "table, chain, the exclusion set, its elements and the rule")
         #expect(inner.allSatisfy { $0.type >> 8 == nftablesSubsystem && $0.payload.first == ipv4 })
         #expect(inner.dropLast().allSatisfy { $0.flags & UInt16(NLM_F_ACK) == 0 })
         #expect(inner.last!.flags & UInt16(NLM_F_ACK) != 0, "the last change asks for the ack that ends the transaction")
@@ -47,7 +47,7 @@ private let ipv4: UInt8 = 2  // NFPROTO_IPV4
         // When the commit fails, the kernel reports it against the batch's first message.
         let fake = kernel { [Kernel.error(Wire.messages($0)[0], errno: ENOMEM)] }
         let tables = NFTables(socket: NetlinkSocket(transport: fake, protocol: NETLINK_NETFILTER, firstSequence: 500))
-        let error = #expect(throws: NetlinkError.self) { try tables.ensure(rule) }
+        let error = #expect(throws: NetlinkError.self) { try tables.ensure([rule]) }
         #expect(error?.errno == ENOMEM)
     }
 }
