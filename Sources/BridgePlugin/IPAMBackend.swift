@@ -40,8 +40,8 @@ enum IPAMBackend {
             var outcome = IPAMOutcome()
             // Read before anything is allocated: a bad resolvConf is a config error that changes nothing.
             if let path = ipam.resolvConf {
-                guard let text = readSmallFile(path) else {
-                    throw CNIError(.invalidConfig, "invalid network configuration: ipam.resolvConf \(path) cannot be read (a readable regular file is needed)")
+                guard let text = FileIO.readText(path, limit: 64 * 1024) else {
+                    throw CNIError(.invalidConfig, "invalid network configuration: ipam.resolvConf \(path) cannot be read (a readable regular file of at most 64 KiB is needed)")
                 }
                 outcome.dns = DNS.parseResolvConf(text)
             }
@@ -109,24 +109,4 @@ extension IPAMConfig {
     func withLeases<Result>(network: String, _ body: (borrowing LeaseStore) throws(CNIError) -> Result) throws(CNIError) -> Result {
         try LeaseStore.withLock(dataDir: dataDir, network: network, failure: CNIError.store, body)
     }
-}
-
-/// A small regular file's text, or nil. O_NONBLOCK and the type check keep a FIFO (or a device)
-/// named by the config from blocking the plugin.
-func readSmallFile(_ path: String, limit: Int = 64 * 1024) -> String? {
-    let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var info = stat()
-    guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 4096)
-    while bytes.count < limit {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 && errno == EINTR { continue }
-        if n < 0 { return nil }
-        if n == 0 { break }
-        bytes += chunk[..<n]
-    }
-    return String(decoding: bytes, as: UTF8.self)
 }

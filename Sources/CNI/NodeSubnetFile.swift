@@ -63,20 +63,17 @@ public struct NodeSubnet: Equatable, Sendable {
 
     /// Reads and parses the file at `path`; failures are code 7 errors naming the file.
     static func read(_ path: String, field: String) throws(CNIError) -> NodeSubnet {
-        // O_NONBLOCK and the type check: a FIFO (or device) of that name must not block the plugin.
-        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw CNIError(.invalidConfig, "invalid network configuration: \(field) \(path) cannot be read: \(String(cString: strerror(errno)))",
+        // Refused unless a regular file, without blocking: a FIFO (or device) of that name must
+        // not hang the plugin.
+        let bytes: [UInt8]
+        do throws(SystemError) { bytes = try FileIO.read(path, limit: 64 * 1024) } catch {
+            if error.operation == FileIO.notARegularFile {
+                throw CNIError(.invalidConfig, "invalid network configuration: \(field) \(path) is not a regular file")
+            }
+            throw CNIError(.invalidConfig, "invalid network configuration: \(field) \(path) cannot be read: \(String(cString: strerror(error.errno)))",
                            details: "the node's provisioner writes it (e.g. flannel's /run/flannel/subnet.env); is this node set up?")
         }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
-            throw CNIError(.invalidConfig, "invalid network configuration: \(field) \(path) is not a regular file")
-        }
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-        do { return try parse(String(decoding: buffer[..<max(n, 0)], as: UTF8.self)) } catch {
+        do { return try parse(String(decoding: bytes, as: UTF8.self)) } catch {
             throw CNIError(.invalidConfig, "invalid network configuration: \(field) \(path): \(error)")
         }
     }

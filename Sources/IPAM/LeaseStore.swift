@@ -155,8 +155,8 @@ public struct LeaseStore: ~Copyable {
     static func parseOwner(_ text: String) -> LeaseOwner? {
         // host-local writes "ID\r\nIFNAME"; files from before ifnames were recorded hold only "ID".
         let lines = text.split(omittingEmptySubsequences: true, whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" })
-        guard let id = lines.first.map({ String($0).trimmingSpaces() }), !id.isEmpty else { return nil }
-        let ifname = lines.count > 1 ? String(lines[1]).trimmingSpaces() : ""
+        guard let id = lines.first.map({ String($0).trimmingWhitespace() }), !id.isEmpty else { return nil }
+        let ifname = lines.count > 1 ? String(lines[1]).trimmingWhitespace() : ""
         return LeaseOwner(containerID: id, ifname: ifname)
     }
 
@@ -239,7 +239,7 @@ public struct LeaseStore: ~Copyable {
     /// The last address handed out from range set `index`, or nil when unknown or unreadable
     /// (a torn file parses as nothing and is ignored: it is only where the next walk starts).
     public func lastReserved(rangeSet index: Int) -> IPAddress? {
-        readFile(LeaseStore.lastReservedPrefix + String(index)).flatMap { IPAddress($0.trimmingSpaces()) }
+        readFile(LeaseStore.lastReservedPrefix + String(index)).flatMap { IPAddress($0.trimmingWhitespace()) }
     }
 
     /// Rewrites the hint in place (no temporary file and rename: on ext4 a rename over an
@@ -290,35 +290,18 @@ public struct LeaseStore: ~Copyable {
         }
         guard fd >= 0 else { throw SystemError("open", path: path(name)) }
         defer { Glibc.close(fd) }
-        let bytes = Array(contents.utf8)
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                let error = SystemError("write", path: path(name))
-                unlinkat(directoryFD, name, 0)
-                throw error
-            }
-            written += n
+        do { try FileIO.writeAll(fd, Array(contents.utf8), path: path(name)) } catch {
+            unlinkat(directoryFD, name, 0)
+            throw error
         }
     }
 
     /// The first 512 bytes of a regular file in the directory; nil for a symlink, a FIFO
     /// (O_NONBLOCK: opening one never waits) or anything unreadable.
+    /// A file of the directory, never through a symlink; nil when it cannot be read whole (a
+    /// host-local lease is under 100 bytes, so 4 KiB is generous).
     private func readFile(_ name: String) -> String? {
-        let fd = openat(directoryFD, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { Glibc.close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 512)
-        var total = 0
-        while total < buffer.count {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + total, $0.count - total) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            total += n
-        }
-        return String(decoding: buffer[..<total], as: UTF8.self)
+        FileIO.readText(name, in: directoryFD, limit: 4096, followSymlinks: false)
     }
 }
 
@@ -345,14 +328,5 @@ private final class HeldLocks: @unchecked Sendable {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         held.remove(key(directory))
-    }
-}
-
-extension String {
-    func trimmingSpaces() -> String {
-        let scalars = unicodeScalars
-        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }) else { return "" }
-        let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })!
-        return String(scalars[first...last])
     }
 }

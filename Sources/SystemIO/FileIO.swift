@@ -20,12 +20,13 @@ public enum FileIO {
         if regularOnly {
             var info = stat()
             guard fstat(fd, &info) == 0 else { throw SystemError("stat", path: path) }
-            guard info.st_mode & S_IFMT == S_IFREG else {
-                throw SystemError("open (not a regular file, refused)", path: path, errno: EINVAL)
-            }
+            guard info.st_mode & S_IFMT == S_IFREG else { throw SystemError(FileIO.notARegularFile, path: path, errno: EINVAL) }
         }
         return try readAll(fd, limit: limit, path: path)
     }
+
+    /// The operation of the error `read` throws for a FIFO, device, socket or directory.
+    public static let notARegularFile = "open (not a regular file, refused)"
 
     /// The text of a small regular file (see `read`), or nil when it cannot be read whole.
     public static func readText(_ path: String, in directory: Int32 = AT_FDCWD, limit: Int, followSymlinks: Bool = true) -> String? {
