@@ -38,7 +38,7 @@ struct Add {
         let existingBridge = try bridgeControl.inspect()
 
         let ipam = context.ipam
-        let masquerade = config.ipMasq ? Masquerade(config: config) : nil
+        let masquerade = config.ipMasq ? Masquerade(config: config, filter: context.namespaces.packetFilter()) : nil
         let outcome = try ipam.add(owner: context.owner, requested: requests.addresses, masquerade: masquerade)
         var hostVeth: String?
         let spoofCheck = config.macSpoofCheck ? MacSpoofCheck(network: config.name, filter: context.namespaces.packetFilter()) : nil

@@ -71,7 +71,7 @@ struct Check {
         }
 
         if config.ipMasq {
-            let masquerade = Masquerade(config: config)
+            let masquerade = Masquerade(config: config, filter: context.namespaces.packetFilter())
             if try !masquerade.isPresent() {
                 let rules = masquerade.rules
                 throw failed("the ipMasq rule of network \(config.name) is missing from nftables table \(rules.map { "\($0.familyKeyword) \(NFTables.table)" }.joined(separator: " or "))",

@@ -14,7 +14,7 @@ struct Delete {
         // network's rule goes with its last lease; until then DEL makes no nftables change.
         // prevResult's addresses, when given, spare reading every lease file (each is checked
         // against its lease's owner); an unreadable prevResult only costs that scan.
-        let masquerade = context.config.ipMasq ? Masquerade(config: context.config) : nil
+        let masquerade = context.config.ipMasq ? Masquerade(config: context.config, filter: context.namespaces.packetFilter()) : nil
         let addresses = context.config.prevResult.flatMap { try? CNIResult.parse($0) }?.ips.map(\.address.address) ?? []
         try context.ipam.delete(owner: context.owner, addresses: addresses, masquerade: masquerade)
         if context.config.macSpoofCheck { try MacSpoofCheck(network: context.config.name, filter: context.namespaces.packetFilter()).remove(owner: context.owner) }

@@ -59,7 +59,7 @@ struct GarbageCollect {
                     do throws(CNIError) {
                         let leasesRemain: Bool
                         do throws(SystemError) { leasesRemain = try store.hasLeases() } catch { throw CNIError.store(error) }
-                        if !leasesRemain { try Masquerade(config: config).remove() }
+                        if !leasesRemain { try Masquerade(config: config, filter: context.namespaces.packetFilter()).remove() }
                     } catch {
                         failures.append(error.reason)
                     }

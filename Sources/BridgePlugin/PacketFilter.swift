@@ -2,9 +2,15 @@ import CNI
 import Netlink
 import NFTables
 
-/// The node's nftables as the verbs use it: macspoofchk's rules (and ipMasq's). The real one is
+/// The node's nftables as the verbs use it: ipMasq's rules and macspoofchk's. The real one is
 /// `NFTablesFilter`; unit tests give a fake, as for `Namespaces`.
 protocol PacketFilter: AnyObject {
+    /// Makes a network's masquerade rules present (one transaction when one is missing).
+    func ensureMasquerade(_ rules: [MasqueradeRule]) throws(CNIError)
+    /// Removes every masquerade rule of the network.
+    func removeMasquerade(network: String) throws(CNIError)
+    func containsMasquerade(_ rules: [MasqueradeRule]) throws(CNIError) -> Bool
+
     /// Adds an attachment's macspoofchk rule (creating its table and chain when missing).
     func addSpoofRule(_ rule: MacSpoofRule) throws(CNIError)
     /// Removes the macspoofchk rules whose comment `shouldRemove` picks.
@@ -20,6 +26,18 @@ final class NFTablesFilter: PacketFilter {
         do { return try body() } catch {
             throw CNIError(.netlinkFailure, "nftables: \(error.operation) failed", details: error.description)
         }
+    }
+
+    func ensureMasquerade(_ rules: [MasqueradeRule]) throws(CNIError) {
+        try request { () throws(NetlinkError) in _ = try NFTables().ensure(rules) }
+    }
+
+    func removeMasquerade(network: String) throws(CNIError) {
+        try request { () throws(NetlinkError) in _ = try NFTables().remove(network: network) }
+    }
+
+    func containsMasquerade(_ rules: [MasqueradeRule]) throws(CNIError) -> Bool {
+        try request { () throws(NetlinkError) in try NFTables().contains(rules) }
     }
 
     func addSpoofRule(_ rule: MacSpoofRule) throws(CNIError) {

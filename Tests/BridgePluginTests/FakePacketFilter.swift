@@ -6,8 +6,10 @@ import NFTables
 import SystemIO
 @testable import BridgePlugin
 
-/// The node's nftables in memory: macspoofchk rules by comment, failures by operation name.
+/// The node's nftables in memory: masquerade rules by network, macspoofchk rules by comment,
+/// failures by operation name.
 final class FakePacketFilter: PacketFilter {
+    private(set) var masquerade: [String: [MasqueradeRule]] = [:]
     private(set) var spoofRules: [String: MacSpoofRule] = [:]
     private(set) var journal: [String] = []
     var failures: [String: Int32] = [:]
@@ -17,6 +19,22 @@ final class FakePacketFilter: PacketFilter {
         if let errno = failures[operation] {
             throw CNIError(.netlinkFailure, "nftables: \(operation) failed", details: SystemError(operation, errno: errno).description)
         }
+    }
+
+    func ensureMasquerade(_ rules: [MasqueradeRule]) throws(CNIError) {
+        try record("ensureMasquerade")
+        for rule in rules { masquerade[rule.network, default: []].removeAll { $0.family == rule.family } }
+        for rule in rules { masquerade[rule.network, default: []].append(rule) }
+    }
+
+    func removeMasquerade(network: String) throws(CNIError) {
+        try record("removeMasquerade")
+        masquerade[network] = nil
+    }
+
+    func containsMasquerade(_ rules: [MasqueradeRule]) throws(CNIError) -> Bool {
+        try record("containsMasquerade")
+        return rules.allSatisfy { rule in masquerade[rule.network]?.contains(rule) ?? false }
     }
 
     func addSpoofRule(_ rule: MacSpoofRule) throws(CNIError) {
