@@ -42,7 +42,8 @@ let package = Package(
         .target(name: "ClusterRoutes", dependencies: ["Addresses", "JSON", "Netlink", "SystemIO"]),
         // Linked only into the executable: hands argv to the Swift runtime (see argv.c).
         .target(name: "CProcessStart"),
-        .executableTarget(name: "bridge-ipam", dependencies: ["BridgePlugin", "ClusterRoutes", "CNI", "CBuildInfo", "CProcessStart", "SystemIO"]),
+        .executableTarget(
+            name: "bridge-ipam", dependencies: ["BridgePlugin", "ClusterRoutes", "CNI", "CBuildInfo", "CProcessStart", "SystemIO"]),
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
         .target(name: "NodeAgent", dependencies: ["Addresses", "CCurl", "ClusterRoutes", "JSON", "Netlink", "SystemIO"]),
         .executableTarget(name: "bridge-ipam-agent", dependencies: ["NodeAgent", "Netlink"]),

@@ -110,7 +110,8 @@ public struct IPNetwork: Hashable, Sendable, CustomStringConvertible {
     public init?(cidr text: String) {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, let address = IPAddress(String(parts[0])),
-              let prefix = Int(parts[1]), parts[1].allSatisfy(\.isASCII) else { return nil }
+            let prefix = Int(parts[1]), parts[1].allSatisfy(\.isASCII)
+        else { return nil }
         self.init(address: address, prefixLength: prefix)
     }
 

@@ -27,8 +27,9 @@ struct Add {
         case .opened(let opened): pod = opened
         case .missing(let error): throw error
         case .node:
-            throw CNIError(.invalidNamespace, "CNI_NETNS \(environment.netns) is the node's own network namespace",
-                           details: "refusing to move \(environment.ifname) out of the node")
+            throw CNIError(
+                .invalidNamespace, "CNI_NETNS \(environment.netns) is the node's own network namespace",
+                details: "refusing to move \(environment.ifname) out of the node")
         }
         let node = try context.namespaces.node()
         // Cheap here, and it keeps a duplicate ADD from touching IPAM at all.
@@ -46,9 +47,10 @@ struct Add {
         do throws(CNIError) {
             let bridge = try bridgeControl.ensure(existing: existingBridge)
             if config.isGateway {
-                try bridgeControl.ensureGateways(outcome.ips.compactMap { ip in
-                    ip.gateway.flatMap { IPNetwork(address: $0, prefixLength: ip.address.prefixLength) }
-                }, on: bridge)
+                try bridgeControl.ensureGateways(
+                    outcome.ips.compactMap { ip in
+                        ip.gateway.flatMap { IPNetwork(address: $0, prefixLength: ip.address.prefixLength) }
+                    }, on: bridge)
             }
             let podMAC = requests.mac ?? .random()
             let veth = try createVeth(node: node, pod: pod, bridge: bridge, podMAC: podMAC)
@@ -65,10 +67,11 @@ struct Add {
             let routes = podRoutes(outcome)
             let hasIPv6 = outcome.ips.contains { $0.address.address.family == .v6 }
             if hasIPv6 { try prepareIPv6(pod) }
-            try pod.configure(InterfaceSetup(
-                index: veth.peerIndex, name: environment.ifname, up: !config.disableContainerInterface,
-                addresses: outcome.ips.map(\.address), addressOptions: AddressOptions(skipDuplicateDetection: !config.enableDAD),
-                routes: routes))
+            try pod.configure(
+                InterfaceSetup(
+                    index: veth.peerIndex, name: environment.ifname, up: !config.disableContainerInterface,
+                    addresses: outcome.ips.map(\.address), addressOptions: AddressOptions(skipDuplicateDetection: !config.enableDAD),
+                    routes: routes))
             if hasIPv6 && config.enableDAD { try waitForDuplicateAddressDetection(pod, index: veth.peerIndex) }
             return result(previous: previous, bridge: bridge, veth: veth, podMAC: podMAC, outcome: outcome, routes: routes)
                 .json(version: config.cniVersion, versionText: config.cniVersionText)
@@ -76,10 +79,14 @@ struct Add {
             // Undo in reverse; what cannot be undone is named in the error rather than dropped.
             var leftBehind: [String] = []
             if let hostVeth {
-                do throws(CNIError) { try node.deleteLink(named: hostVeth) } catch { leftBehind.append("host veth \(hostVeth): \(error.reason)") }
+                do throws(CNIError) { try node.deleteLink(named: hostVeth) } catch {
+                    leftBehind.append("host veth \(hostVeth): \(error.reason)")
+                }
             }
             if spoofRuleAdded, let spoofCheck {
-                do throws(CNIError) { try spoofCheck.remove(owner: context.owner) } catch { leftBehind.append("macspoofchk rule: \(error.reason)") }
+                do throws(CNIError) { try spoofCheck.remove(owner: context.owner) } catch {
+                    leftBehind.append("macspoofchk rule: \(error.reason)")
+                }
             }
             do throws(CNIError) {
                 try ipam.delete(owner: context.owner, addresses: outcome.ips.map(\.address.address), masquerade: masquerade)
@@ -91,17 +98,21 @@ struct Add {
     }
 
     private func interfaceExists() -> CNIError {
-        CNIError(.interfaceExists, "interface \(environment.ifname) already exists in \(environment.netns)",
-                 details: "a container can be attached once per interface name; DEL it first or use another CNI_IFNAME")
+        CNIError(
+            .interfaceExists, "interface \(environment.ifname) already exists in \(environment.netns)",
+            details: "a container can be attached once per interface name; DEL it first or use another CNI_IFNAME")
     }
 
     /// Creates the pair with the pod end inside the pod; retries on a host-name collision.
-    private func createVeth(node: any NamespaceNetwork, pod: any NamespaceNetwork, bridge: Link,
-                            podMAC: MACAddress) throws(CNIError) -> (name: String, index: Int32, mac: MACAddress, peerIndex: Int32) {
+    private func createVeth(
+        node: any NamespaceNetwork, pod: any NamespaceNetwork, bridge: Link,
+        podMAC: MACAddress
+    ) throws(CNIError) -> (name: String, index: Int32, mac: MACAddress, peerIndex: Int32) {
         let mtu = config.mtu.map(UInt32.init) ?? bridge.mtu
         for _ in 0..<8 {
-            let pair = VethPair(name: Add.hostVethName(), mac: .random(), peerName: environment.ifname, peerMAC: podMAC,
-                                peerNamespaceFD: pod.descriptor, mtu: mtu == 0 ? nil : mtu, master: bridge.index)
+            let pair = VethPair(
+                name: Add.hostVethName(), mac: .random(), peerName: environment.ifname, peerMAC: podMAC,
+                peerNamespaceFD: pod.descriptor, mtu: mtu == 0 ? nil : mtu, master: bridge.index)
             // The kernel echoes the new link: its index and IFLA_LINK, the peer's index in the pod.
             guard let created = try node.createVethPair(pair) else {
                 // A name exists: the pod's (another ADD won the race) or, rarely, the host end's.
@@ -134,7 +145,9 @@ struct Add {
         var routes = outcome.routes.map { r in Route(dst: r.dst, gw: r.gw ?? gateway(for: r.dst.address.family)) }
         if config.isDefaultGateway {
             for family in [IPAddress.Family.v4, .v6] {
-                guard let gw = gateway(for: family), !routes.contains(where: { $0.dst.prefixLength == 0 && $0.dst.address.family == family }) else { continue }
+                guard let gw = gateway(for: family),
+                    !routes.contains(where: { $0.dst.prefixLength == 0 && $0.dst.address.family == family })
+                else { continue }
                 let any = family == .v4 ? IPAddress.v4(0) : IPAddress.v6(0)
                 routes.append(Route(dst: IPNetwork(address: any, prefixLength: 0)!, gw: gw))
             }
@@ -161,8 +174,9 @@ struct Add {
         for _ in 0..<1000 {
             let addresses = try pod.addresses(index: index)
             if let duplicate = addresses.first(where: \.isDuplicate) {
-                throw CNIError(.addressUnavailable, "duplicate address detection found \(duplicate.network) in use on the pod network",
-                               details: "another host on the bridge answers for it; the lease is released")
+                throw CNIError(
+                    .addressUnavailable, "duplicate address detection found \(duplicate.network) in use on the pod network",
+                    details: "another host on the bridge answers for it; the lease is released")
             }
             if !addresses.contains(where: \.isTentative) { return }
             nanosleep(&delay, nil)
@@ -170,8 +184,10 @@ struct Add {
         throw CNIError(.netlinkFailure, "the pod's IPv6 addresses were still tentative 10 s after ADD configured them (enabledad)")
     }
 
-    private func result(previous: CNIResult?, bridge: Link, veth: (name: String, index: Int32, mac: MACAddress, peerIndex: Int32),
-                        podMAC: MACAddress, outcome: IPAMOutcome, routes: [Route]) -> CNIResult {
+    private func result(
+        previous: CNIResult?, bridge: Link, veth: (name: String, index: Int32, mac: MACAddress, peerIndex: Int32),
+        podMAC: MACAddress, outcome: IPAMOutcome, routes: [Route]
+    ) -> CNIResult {
         var result = previous ?? CNIResult()
         let base = result.interfaces.count
         result.interfaces += [

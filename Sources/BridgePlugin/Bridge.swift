@@ -16,8 +16,10 @@ struct Bridge {
     func inspect() throws(CNIError) -> Link? {
         guard let link = try node.link(named: config.bridge) else { return nil }
         guard link.kind == "bridge" else {
-            throw CNIError(.bridgeConflict, "\(link.name) exists but is not a bridge (it is \(link.kind.map { "a \($0)" } ?? "a device without link kind"))",
-                           details: "set \"bridge\" in the config to another name, or remove \(link.name)")
+            throw CNIError(
+                .bridgeConflict,
+                "\(link.name) exists but is not a bridge (it is \(link.kind.map { "a \($0)" } ?? "a device without link kind"))",
+                details: "set \"bridge\" in the config to another name, or remove \(link.name)")
         }
         return link
     }
@@ -58,13 +60,15 @@ struct Bridge {
             }
             for other in conflicting {
                 guard config.forceAddress else {
-                    throw CNIError(.bridgeConflict, "bridge \(bridge.name) already has address \(other.network), not the gateway \(gateway)",
-                                   details: "set \"forceAddress\": true to replace it, or use another bridge")
+                    throw CNIError(
+                        .bridgeConflict, "bridge \(bridge.name) already has address \(other.network), not the gateway \(gateway)",
+                        details: "set \"forceAddress\": true to replace it, or use another bridge")
                 }
                 try node.deleteAddress(other.network, index: bridge.index)
             }
             try node.addAddress(gateway, index: bridge.index, options: AddressOptions(skipDuplicateDetection: true), tolerateExisting: true)
         }
-        try node.enableForwarding(ipv4: gateways.contains { $0.address.family == .v4 }, ipv6: gateways.contains { $0.address.family == .v6 })
+        try node.enableForwarding(
+            ipv4: gateways.contains { $0.address.family == .v4 }, ipv6: gateways.contains { $0.address.family == .v6 })
     }
 }

@@ -15,7 +15,8 @@ struct Check {
     @available(*, noasync)
     func run() throws(CNIError) {
         try context.require(.v0_4_0, for: "CHECK")
-        let config = context.config, environment = context.environment
+        let config = context.config
+        let environment = context.environment
         guard let prev = config.prevResult else {
             throw CNIError(.invalidConfig, "invalid network configuration: CHECK needs prevResult")
         }
@@ -44,14 +45,16 @@ struct Check {
         }
         let addresses = try pod.addresses(index: link.index)
         for ip in podIPs where !addresses.contains(where: { $0.network == ip.address }) {
-            throw failed("address \(ip.address) missing on \(environment.ifname)",
-                         details: "found: \(addresses.map(\.network.description).joined(separator: ", "))")
+            throw failed(
+                "address \(ip.address) missing on \(environment.ifname)",
+                details: "found: \(addresses.map(\.network.description).joined(separator: ", "))")
         }
         for family in [IPAddress.Family.v4, .v6] {
             let wanted = expected.routes.filter { $0.dst.address.family == family }
             guard !wanted.isEmpty else { continue }
             let table = try pod.routes(family: family)
-            for route in wanted where !table.contains(where: { $0.destination == route.dst && (route.gw == nil || $0.gateway == route.gw) }) {
+            for route in wanted where !table.contains(where: { $0.destination == route.dst && (route.gw == nil || $0.gateway == route.gw) })
+            {
                 throw failed("route \(route.dst)\(route.gw.map { " via \($0)" } ?? "") missing in \(environment.netns)")
             }
         }
@@ -74,12 +77,15 @@ struct Check {
             let masquerade = Masquerade(config: config, filter: context.namespaces.packetFilter())
             if try !masquerade.isPresent() {
                 let rules = masquerade.rules
-                throw failed("the ipMasq rule of network \(config.name) is missing from nftables table \(rules.map { "\($0.familyKeyword) \(NFTables.table)" }.joined(separator: " or "))",
-                             details: "expected: \(rules.flatMap { rule in rule.sources.map(rule.nftSyntax(source:)) }.joined(separator: "; "))")
+                throw failed(
+                    "the ipMasq rule of network \(config.name) is missing from nftables table \(rules.map { "\($0.familyKeyword) \(NFTables.table)" }.joined(separator: " or "))",
+                    details: "expected: \(rules.flatMap { rule in rule.sources.map(rule.nftSyntax(source:)) }.joined(separator: "; "))")
             }
         }
 
-        if config.macSpoofCheck, try !MacSpoofCheck(network: config.name, filter: context.namespaces.packetFilter()).isPresent(owner: context.owner) {
+        if config.macSpoofCheck,
+            try !MacSpoofCheck(network: config.name, filter: context.namespaces.packetFilter()).isPresent(owner: context.owner)
+        {
             throw failed("the macspoofchk rule of \(environment.ifname) is missing from nftables table bridge \(MacSpoofTable.table)")
         }
 
@@ -92,7 +98,8 @@ struct Check {
         // The host end is the pod interface's veth peer (chained plugins may list host
         // interfaces of their own, such as bandwidth's ifb device: those are theirs to check).
         guard let peerIndex = link.peerIndex,
-              let veth = try node.link(index: peerIndex) else {
+            let veth = try node.link(index: peerIndex)
+        else {
             throw failed("the host end of \(environment.ifname)'s veth pair is missing")
         }
         guard expected.interfaces.contains(where: { $0.name == veth.name && $0.sandbox == nil }) else {

@@ -21,17 +21,20 @@ struct DelegatedPlugin {
             let candidate = dir.hasSuffix("/") ? dir + type : dir + "/" + type
             if access(candidate, X_OK) == 0 { return candidate }
         }
-        throw CNIError(.delegateFailure, "IPAM plugin \"\(type)\" not found",
-                       details: "looked in CNI_PATH: \(searchPath.joined(separator: ":"))")
+        throw CNIError(
+            .delegateFailure, "IPAM plugin \"\(type)\" not found",
+            details: "looked in CNI_PATH: \(searchPath.joined(separator: ":"))")
     }
 
     /// Runs the plugin; returns its stdout as JSON (nil when empty) or throws its CNI error.
     func run(command: Command) throws(CNIError) -> JSONValue? {
         let path = try executablePath()
-        var inPipe: [Int32] = [0, 0], outPipe: [Int32] = [0, 0]
+        var inPipe: [Int32] = [0, 0]
+        var outPipe: [Int32] = [0, 0]
         guard pipeClosedOnExec(&inPipe) else { throw failure("pipe") }
         guard pipeClosedOnExec(&outPipe) else {
-            close(inPipe[0]); close(inPipe[1])
+            close(inPipe[0])
+            close(inPipe[1])
             throw failure("pipe")
         }
         var actions = posix_spawn_file_actions_t()
@@ -43,7 +46,10 @@ struct DelegatedPlugin {
         let variables = environment.variables.all.filter { $0.name != "CNI_COMMAND" } + [("CNI_COMMAND", command.rawValue)]
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup(path), nil]
         let envp: [UnsafeMutablePointer<CChar>?] = variables.map { strdup("\($0.name)=\($0.value)") } + [nil]
-        defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
 
         // A plugin that exits without reading all of its stdin must not kill us with SIGPIPE: the
         // write then fails with EPIPE and the plugin's answer is still read. The child gets the
@@ -63,7 +69,8 @@ struct DelegatedPlugin {
         close(inPipe[0])
         close(outPipe[1])
         guard spawned == 0 else {
-            close(inPipe[1]); close(outPipe[0])
+            close(inPipe[1])
+            close(outPipe[0])
             throw CNIError(.delegateFailure, "cannot run IPAM plugin \(path)", details: String(cString: strerror(spawned)))
         }
         let output = exchange(input: inPipe[1], output: outPipe[0])
@@ -77,11 +84,13 @@ struct DelegatedPlugin {
         let value = text.allSatisfy(\.isWhitespace) ? nil : try? JSONValue.parse(output)
         if exited && exitCode == 0 { return value }
         if let o = value?.objectValue, let code = o["code"]?.intValue {
-            throw CNIError(code: code, msg: o["msg"]?.stringValue ?? "IPAM plugin \(type) failed",
-                           details: o["details"]?.stringValue ?? "")
+            throw CNIError(
+                code: code, msg: o["msg"]?.stringValue ?? "IPAM plugin \(type) failed",
+                details: o["details"]?.stringValue ?? "")
         }
-        throw CNIError(.delegateFailure, "IPAM plugin \(type) failed (\(exited ? "exit \(exitCode)" : "killed by signal \(status & 0x7F)"))",
-                       details: String(text.prefix(500)))
+        throw CNIError(
+            .delegateFailure, "IPAM plugin \(type) failed (\(exited ? "exit \(exitCode)" : "killed by signal \(status & 0x7F)"))",
+            details: String(text.prefix(500)))
     }
 
     /// Writes our stdin to the child while reading its stdout, until it closes its stdout: a
@@ -89,14 +98,20 @@ struct DelegatedPlugin {
     /// block us (SIGPIPE is ignored, so a child that closes its stdin early just ends the input).
     private func exchange(input: Int32, output: Int32) -> [UInt8] {
         _ = fcntl(input, F_SETFL, fcntl(input, F_GETFL) | O_NONBLOCK)
-        var inputOpen = true, written = 0
+        var inputOpen = true
+        var written = 0
         var result: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
         defer { if inputOpen { close(input) } }
-        if stdin.isEmpty { close(input); inputOpen = false }
+        if stdin.isEmpty {
+            close(input)
+            inputOpen = false
+        }
         while true {
-            var fds = [pollfd(fd: output, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: inputOpen ? input : -1, events: Int16(POLLOUT), revents: 0)]
+            var fds = [
+                pollfd(fd: output, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: inputOpen ? input : -1, events: Int16(POLLOUT), revents: 0),
+            ]
             if poll(&fds, 2, -1) < 0 {
                 if errno == EINTR { continue }
                 break

@@ -17,7 +17,9 @@ struct Delete {
         let masquerade = context.config.ipMasq ? Masquerade(config: context.config, filter: context.namespaces.packetFilter()) : nil
         let addresses = context.config.prevResult.flatMap { try? CNIResult.parse($0) }?.ips.map(\.address.address) ?? []
         try context.ipam.delete(owner: context.owner, addresses: addresses, masquerade: masquerade)
-        if context.config.macSpoofCheck { try MacSpoofCheck(network: context.config.name, filter: context.namespaces.packetFilter()).remove(owner: context.owner) }
+        if context.config.macSpoofCheck {
+            try MacSpoofCheck(network: context.config.name, filter: context.namespaces.packetFilter()).remove(owner: context.owner)
+        }
         guard !environment.netns.isEmpty else { return }
         switch try context.namespaces.pod(at: environment.netns) {
         case .opened(let pod): try pod.deleteLink(named: environment.ifname)

@@ -26,17 +26,21 @@ struct GarbageCollect {
             let node = try context.namespaces.node()
             for link in try node.links() {
                 guard let tag = link.alias.flatMap(HostVethTag.init(alias:)), tag.network == config.name,
-                      !valid.contains(where: { $0.containerID == tag.owner.containerID && $0.ifname == tag.owner.ifname }) else { continue }
+                    !valid.contains(where: { $0.containerID == tag.owner.containerID && $0.ifname == tag.owner.ifname })
+                else { continue }
                 do throws(CNIError) { try node.deleteLink(index: link.index, name: link.name) } catch { failures.append(error.reason) }
             }
         } catch {
             failures.append(error.reason)
         }
         if config.macSpoofCheck {
-            do throws(CNIError) { try MacSpoofCheck(network: config.name, filter: context.namespaces.packetFilter()).removeAll(except: valid) } catch { failures.append(error.reason) }
+            do throws(CNIError) {
+                try MacSpoofCheck(network: config.name, filter: context.namespaces.packetFilter()).removeAll(except: valid)
+            } catch { failures.append(error.reason) }
         }
         if !failures.isEmpty {
-            throw CNIError(.ioFailure, "GC could not release \(failures.count) lease(s) or rule(s)", details: failures.joined(separator: "; "))
+            throw CNIError(
+                .ioFailure, "GC could not release \(failures.count) lease(s) or rule(s)", details: failures.joined(separator: "; "))
         }
     }
 
@@ -49,9 +53,10 @@ struct GarbageCollect {
                 let leases: [(ip: IPAddress, owner: LeaseOwner?)]
                 do throws(SystemError) { leases = try store.leases() } catch { throw .store(error) }
                 for lease in leases {
-                    let kept = lease.owner.map { owner in
-                        valid.contains { $0.containerID == owner.containerID && (owner.ifname.isEmpty || $0.ifname == owner.ifname) }
-                    } ?? false
+                    let kept =
+                        lease.owner.map { owner in
+                            valid.contains { $0.containerID == owner.containerID && (owner.ifname.isEmpty || $0.ifname == owner.ifname) }
+                        } ?? false
                     if kept { continue }
                     do throws(SystemError) { try store.release(lease.ip) } catch { failures.append(error.description) }
                 }

@@ -41,7 +41,10 @@ enum IPAMBackend {
             // Read before anything is allocated: a bad resolvConf is a config error that changes nothing.
             if let path = ipam.resolvConf {
                 guard let text = FileIO.readText(path, limit: 64 * 1024) else {
-                    throw CNIError(.invalidConfig, "invalid network configuration: ipam.resolvConf \(path) cannot be read (a readable regular file of at most 64 KiB is needed)")
+                    throw CNIError(
+                        .invalidConfig,
+                        "invalid network configuration: ipam.resolvConf \(path) cannot be read (a readable regular file of at most 64 KiB is needed)"
+                    )
                 }
                 outcome.dns = DNS.parseResolvConf(text)
             }
@@ -63,7 +66,9 @@ enum IPAMBackend {
             return outcome
         case .layer2Only:
             guard requested.isEmpty else {
-                throw CNIError(.invalidConfig, "invalid network configuration: a requested IP address needs an ipam section (it is empty: layer 2 only)")
+                throw CNIError(
+                    .invalidConfig,
+                    "invalid network configuration: a requested IP address needs an ipam section (it is empty: layer 2 only)")
             }
             return IPAMOutcome()
         case .delegated(let plugin):

@@ -28,7 +28,8 @@ final class KernelNamespaces: Namespaces {
 
     @available(*, noasync)
     func pod(at path: String) throws(CNIError) -> PodNamespace {
-        let home: NetworkNamespace, pod: NetworkNamespace
+        let home: NetworkNamespace
+        let pod: NetworkNamespace
         do {
             home = try homeNamespace()
             pod = try NetworkNamespace(path: path)
@@ -81,7 +82,7 @@ final class NetlinkNamespace: NamespaceNetwork {
         do {
             try socket.createBridge(name: name, mac: mac, mtu: mtu)
             return true
-        } catch where error.isExists {
+        } catch  where error.isExists {
             return false
         } catch {
             throw .netlink(error)
@@ -91,7 +92,7 @@ final class NetlinkNamespace: NamespaceNetwork {
     func createVethPair(_ pair: VethPair) throws(CNIError) -> CreatedVeth? {
         do {
             return try socket.createVethPair(pair)
-        } catch where error.isExists {
+        } catch  where error.isExists {
             return nil
         } catch {
             throw .netlink(error)

@@ -13,8 +13,10 @@ struct MacSpoofCheck {
     let filter: any PacketFilter
 
     func add(owner: LeaseOwner, hostInterface: String, mac: MACAddress) throws(CNIError) {
-        try filter.addSpoofRule(MacSpoofRule(network: network, containerID: owner.containerID, ifname: owner.ifname,
-                                             hostInterface: hostInterface, mac: mac))
+        try filter.addSpoofRule(
+            MacSpoofRule(
+                network: network, containerID: owner.containerID, ifname: owner.ifname,
+                hostInterface: hostInterface, mac: mac))
     }
 
     /// Removes the attachment's rule; succeeds when there is none.

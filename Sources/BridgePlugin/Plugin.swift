@@ -34,8 +34,9 @@ public enum Plugin {
         let (outcome, reply) = perform(variables, config: object, stdin: stdin)
         if let log, let started {
             InvocationLog(settings: log).record(
-                InvocationLog.Invocation(variables: variables, network: (try? object.get())?["name"]?.stringValue,
-                                         stdin: stdin, stdout: outcome.stdout, reply: reply, started: started))
+                InvocationLog.Invocation(
+                    variables: variables, network: (try? object.get())?["name"]?.stringValue,
+                    stdin: stdin, stdout: outcome.stdout, reply: reply, started: started))
         }
         return outcome
     }
@@ -48,8 +49,10 @@ public enum Plugin {
     }
 
     /// `namespaces` is the kernel's, or a unit test's fakes.
-    static func perform(_ variables: EnvironmentVariables, config object: Result<JSONObject, CNIError>, stdin: [UInt8],
-                        namespaces: any Namespaces = KernelNamespaces()) -> (Outcome, Reply) {
+    static func perform(
+        _ variables: EnvironmentVariables, config object: Result<JSONObject, CNIError>, stdin: [UInt8],
+        namespaces: any Namespaces = KernelNamespaces()
+    ) -> (Outcome, Reply) {
         // Errors are written in the config's version when it has one.
         var versionText = (try? object.get())?["cniVersion"]?.stringValue ?? CNIVersion.latest.description
         do throws(CNIError) {
@@ -114,4 +117,3 @@ struct Context {
         }
     }
 }
-

@@ -19,14 +19,18 @@ struct RuntimeRequests {
         let ignoreUnknown = ["1", "true", "True"].contains(environment.arg("IgnoreUnknown") ?? "")
         let unknown = environment.args.map(\.key).filter { !RuntimeRequests.knownArgs.contains($0) }
         if !unknown.isEmpty && !ignoreUnknown {
-            throw CNIError(.invalidEnvironment, "unknown CNI_ARGS: \(unknown.joined(separator: ", "))",
-                           details: "add IgnoreUnknown=1 to CNI_ARGS to ignore them")
+            throw CNIError(
+                .invalidEnvironment, "unknown CNI_ARGS: \(unknown.joined(separator: ", "))",
+                details: "add IgnoreUnknown=1 to CNI_ARGS to ignore them")
         }
         if let ips = config.runtimeConfig["ips"] {
-            guard let list = ips.arrayValue else { throw CNIError(.invalidConfig, "invalid network configuration: runtimeConfig.ips must be an array") }
+            guard let list = ips.arrayValue else {
+                throw CNIError(.invalidConfig, "invalid network configuration: runtimeConfig.ips must be an array")
+            }
             for entry in list {
                 guard let text = entry.stringValue, let ip = RuntimeRequests.parseAddress(text) else {
-                    throw CNIError(.invalidConfig, "invalid network configuration: runtimeConfig.ips entry \(entry.serialized()) is not an IP address")
+                    throw CNIError(
+                        .invalidConfig, "invalid network configuration: runtimeConfig.ips entry \(entry.serialized()) is not an IP address")
                 }
                 addresses.append(ip)
             }
@@ -42,7 +46,8 @@ struct RuntimeRequests {
         // As the reference: runtimeConfig.mac, then the config's args.cni.mac, then CNI_ARGS MAC=.
         if let value = config.runtimeConfig["mac"] {
             guard let text = value.stringValue, let mac = MACAddress(text) else {
-                throw CNIError(.invalidConfig, "invalid network configuration: runtimeConfig.mac \(value.serialized()) is not a MAC address")
+                throw CNIError(
+                    .invalidConfig, "invalid network configuration: runtimeConfig.mac \(value.serialized()) is not a MAC address")
             }
             self.mac = mac
         } else if let text = config.argsMAC {

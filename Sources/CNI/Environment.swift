@@ -1,6 +1,11 @@
 /// The verbs a runtime may ask for in `CNI_COMMAND`.
 public enum Command: String, Sendable, CaseIterable {
-    case add = "ADD", del = "DEL", check = "CHECK", version = "VERSION", gc = "GC", status = "STATUS"
+    case add = "ADD"
+    case del = "DEL"
+    case check = "CHECK"
+    case version = "VERSION"
+    case gc = "GC"
+    case status = "STATUS"
 }
 
 /// The `CNI_*` environment of one invocation, validated.
@@ -30,12 +35,14 @@ public struct Environment: Sendable, Equatable {
     /// VERSION needs none but `CNI_COMMAND`: podman sets the others to "dummy" for it.
     public static func parse(_ lookup: (String) -> String?) throws(CNIError) -> Environment {
         guard let commandText = lookup("CNI_COMMAND"), !commandText.isEmpty else {
-            throw CNIError(.invalidEnvironment, "CNI_COMMAND is not set",
-                           details: "expected one of \(Command.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw CNIError(
+                .invalidEnvironment, "CNI_COMMAND is not set",
+                details: "expected one of \(Command.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard let command = Command(rawValue: commandText) else {
-            throw CNIError(.invalidEnvironment, "unknown CNI_COMMAND \"\(commandText)\"",
-                           details: "expected one of \(Command.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw CNIError(
+                .invalidEnvironment, "unknown CNI_COMMAND \"\(commandText)\"",
+                details: "expected one of \(Command.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         var env = Environment(command: command, containerID: "", netns: "", ifname: "", args: [], path: [])
         if command == .version { return env }
@@ -45,17 +52,20 @@ public struct Environment: Sendable, Equatable {
         let perAttachment = command == .add || command == .del || command == .check
         let containerID = lookup("CNI_CONTAINERID") ?? ""
         if perAttachment {
-            if containerID.isEmpty { missing.append("CNI_CONTAINERID") }
-            else if !isValidContainerID(containerID) {
-                invalid.append("CNI_CONTAINERID \"\(containerID)\" (must start with a letter or digit, then letters, digits, '_', '.', '-')")
+            if containerID.isEmpty {
+                missing.append("CNI_CONTAINERID")
+            } else if !isValidContainerID(containerID) {
+                invalid.append(
+                    "CNI_CONTAINERID \"\(containerID)\" (must start with a letter or digit, then letters, digits, '_', '.', '-')")
             }
         }
         let netns = lookup("CNI_NETNS") ?? ""
         if (command == .add || command == .check) && netns.isEmpty { missing.append("CNI_NETNS") }
         let ifname = lookup("CNI_IFNAME") ?? ""
         if perAttachment {
-            if ifname.isEmpty { missing.append("CNI_IFNAME") }
-            else if !isValidInterfaceName(ifname) {
+            if ifname.isEmpty {
+                missing.append("CNI_IFNAME")
+            } else if !isValidInterfaceName(ifname) {
                 invalid.append("CNI_IFNAME \"\(ifname)\" (must be 1-15 bytes without '/', ':', whitespace, and not '.' or '..')")
             }
         }
@@ -75,8 +85,9 @@ public struct Environment: Sendable, Equatable {
             var parts: [String] = []
             if !missing.isEmpty { parts.append("missing \(missing.joined(separator: ", "))") }
             if !invalid.isEmpty { parts.append("invalid \(invalid.joined(separator: "; "))") }
-            throw CNIError(.invalidEnvironment, "invalid CNI environment variables: " + parts.joined(separator: "; "),
-                           details: "the runtime must set them for \(command.rawValue)")
+            throw CNIError(
+                .invalidEnvironment, "invalid CNI environment variables: " + parts.joined(separator: "; "),
+                details: "the runtime must set them for \(command.rawValue)")
         }
         env.containerID = containerID
         env.netns = netns

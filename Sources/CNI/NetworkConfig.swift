@@ -63,7 +63,10 @@ public struct NetworkConfig: Sendable {
 
         let name = try fields.requiredString("name")
         guard Environment.isValidNetworkName(name) else {
-            throw fields.invalid("name", "\"\(name)\" is not a valid network name (it names a directory: start with a letter or digit, then letters, digits, '_', '.', '-')")
+            throw fields.invalid(
+                "name",
+                "\"\(name)\" is not a valid network name (it names a directory: start with a letter or digit, then letters, digits, '_', '.', '-')"
+            )
         }
         let bridge = try fields.string("bridge") ?? defaultBridge
         guard Environment.isValidInterfaceName(bridge) else {
@@ -73,7 +76,8 @@ public struct NetworkConfig: Sendable {
         var ipMasqExclude: [IPNetwork] = []
         let excludeTexts = try fields.stringArray("ipMasqExclude")
         guard excludeTexts.count <= NetworkConfig.maxMasqueradeExclusions else {
-            throw fields.invalid("ipMasqExclude", "lists \(excludeTexts.count) CIDRs; at most \(NetworkConfig.maxMasqueradeExclusions) are supported")
+            throw fields.invalid(
+                "ipMasqExclude", "lists \(excludeTexts.count) CIDRs; at most \(NetworkConfig.maxMasqueradeExclusions) are supported")
         }
         for (i, text) in excludeTexts.enumerated() {
             guard let n = IPNetwork(cidr: text) else {
@@ -90,7 +94,8 @@ public struct NetworkConfig: Sendable {
         if macSpoofCheck && name.utf8.count > 94 {
             throw fields.invalid("name", "is longer than 94 bytes, too long to tag its macspoofchk rules")
         }
-        let hairpinMode = try fields.bool("hairpinMode"), promiscMode = try fields.bool("promiscMode")
+        let hairpinMode = try fields.bool("hairpinMode")
+        let promiscMode = try fields.bool("promiscMode")
         if hairpinMode && promiscMode {
             throw fields.invalid("hairpinMode", "and promiscMode cannot both be set (as in the reference bridge plugin)")
         }
@@ -111,30 +116,37 @@ public struct NetworkConfig: Sendable {
         // An empty ipam section: layer 2 only, as in the reference (bridge and veths, no addresses).
         // A missing one stays an error: more often a mistake than a wish.
         guard let ipamFields = try fields.nested("ipam") else {
-            throw fields.invalid("ipam", "is required (e.g. {\"type\": \"host-local\", \"subnet\": \"10.244.1.0/24\"}, or {} for layer 2 only)")
+            throw fields.invalid(
+                "ipam", "is required (e.g. {\"type\": \"host-local\", \"subnet\": \"10.244.1.0/24\"}, or {} for layer 2 only)")
         }
         let ipam = try IPAMConfig.parse(ipamFields, subnetFileOptional: subnetFileOptional)
         // Results before 0.3.0 hold one ip4 and one ip6 block: a second address of a family would be
         // leased and configured but never reported. Refused before anything is allocated, as host-local does.
         if version < .v0_3_0 && ipam.maxAddressesPerFamily > 1 {
-            throw CNIError(.incompatibleVersion,
-                           "cniVersion \(versionText ?? version.description) results show one IPv4 and one IPv6 address, but ipam gives \(ipam.maxAddressesPerFamily) addresses of one family",
-                           details: "use cniVersion 0.3.0 or later, or one range set per IP family")
+            throw CNIError(
+                .incompatibleVersion,
+                "cniVersion \(versionText ?? version.description) results show one IPv4 and one IPv6 address, but ipam gives \(ipam.maxAddressesPerFamily) addresses of one family",
+                details: "use cniVersion 0.3.0 or later, or one range set per IP family")
         }
         let disableContainerInterface = try fields.bool("disableContainerInterface")
         if disableContainerInterface && !ipam.isLayer2Only {
-            throw fields.invalid("disableContainerInterface", "cannot be combined with IPAM: a pod interface left down cannot use addresses (use \"ipam\": {})")
+            throw fields.invalid(
+                "disableContainerInterface",
+                "cannot be combined with IPAM: a pod interface left down cannot use addresses (use \"ipam\": {})")
         }
         if let backend = try fields.string("ipMasqBackend"), backend != "nftables" {
-            throw CNIError(.unsupportedField, "ipMasqBackend \"\(backend)\" is not supported by bridge-ipam",
-                           details: "bridge-ipam programs its masquerade rule through nftables only; remove \"ipMasqBackend\" or set it to \"nftables\"")
+            throw CNIError(
+                .unsupportedField, "ipMasqBackend \"\(backend)\" is not supported by bridge-ipam",
+                details:
+                    "bridge-ipam programs its masquerade rule through nftables only; remove \"ipMasqBackend\" or set it to \"nftables\"")
         }
         if ipMasq && ipam.isLayer2Only {
             throw fields.invalid("ipMasq", "needs addresses: the ipam section is empty (layer 2 only)")
         }
         if ipMasq && !ipam.isBuiltIn {
-            throw CNIError(.unsupportedField, "ipMasq needs the built-in host-local IPAM",
-                           details: "the masquerade rule's lifetime follows the network's leases, which only the built-in IPAM keeps")
+            throw CNIError(
+                .unsupportedField, "ipMasq needs the built-in host-local IPAM",
+                details: "the masquerade rule's lifetime follows the network's leases, which only the built-in IPAM keeps")
         }
         return NetworkConfig(
             cniVersion: version,
@@ -175,8 +187,9 @@ public struct NetworkConfig: Sendable {
         }
         // preserveDefaultVlan only matters with vlan or vlanTrunk; its default (true) is what we do.
         if fields.value("preserveDefaultVlan") != nil, try !fields.bool("preserveDefaultVlan") {
-            throw CNIError(.unsupportedField, "preserveDefaultVlan: false is not supported by bridge-ipam",
-                           details: "ports stay in the bridge's default VLAN; remove \"preserveDefaultVlan\"")
+            throw CNIError(
+                .unsupportedField, "preserveDefaultVlan: false is not supported by bridge-ipam",
+                details: "ports stay in the bridge's default VLAN; remove \"preserveDefaultVlan\"")
         }
     }
 
@@ -216,7 +229,8 @@ public struct IPAMConfig: Sendable {
     /// No IPAM at all (`"ipam": {}`): the pod interface gets no address.
     public var isLayer2Only: Bool { type.isEmpty }
 
-    public static let layer2Only = IPAMConfig(type: "", rangeSets: [], routes: [], dataDir: defaultDataDir, resolvConf: nil, clusterCIDR: nil)
+    public static let layer2Only = IPAMConfig(
+        type: "", rangeSets: [], routes: [], dataDir: defaultDataDir, resolvConf: nil, clusterCIDR: nil)
 
     /// The most addresses of one family an attachment gets (one per range set of that family).
     public var maxAddressesPerFamily: Int {
@@ -275,15 +289,18 @@ public struct IPAMConfig: Sendable {
         if let cluster = clusterCIDR {
             guard cluster.isNetworkAddress else { throw fields.invalid("clusterCIDR", "\(cluster) has host bits set") }
             for set in config.rangeSets where set.family == cluster.address.family {
-                for range in set.ranges where !(cluster.contains(range.subnet.network) && cluster.prefixLength <= range.subnet.prefixLength) {
+                for range in set.ranges where !(cluster.contains(range.subnet.network) && cluster.prefixLength <= range.subnet.prefixLength)
+                {
                     throw fields.invalid("clusterCIDR", "\(cluster) does not contain the node's pod subnet \(range.subnet)")
                 }
             }
         }
         config.clusterCIDR = clusterCIDR
-        for i in config.rangeSets.indices { for j in config.rangeSets.indices where j > i && config.rangeSets[i].overlaps(config.rangeSets[j]) {
-            throw fields.invalid("ranges", "range sets \(config.rangeSets[i]) and \(config.rangeSets[j]) overlap")
-        } }
+        for i in config.rangeSets.indices {
+            for j in config.rangeSets.indices where j > i && config.rangeSets[i].overlaps(config.rangeSets[j]) {
+                throw fields.invalid("ranges", "range sets \(config.rangeSets[i]) and \(config.rangeSets[j]) overlap")
+            }
+        }
         if let routes = try fields.array("routes") {
             guard routes.count <= 256 else { throw fields.invalid("routes", "lists \(routes.count) routes; at most 256 are supported") }
             for (i, r) in routes.enumerated() {
@@ -296,7 +313,8 @@ public struct IPAMConfig: Sendable {
 
     private static func range(_ f: ConfigFields, subnet: IPNetwork) throws(CNIError) -> IPRange {
         do {
-            return try IPRange(subnet: subnet, rangeStart: try f.ip("rangeStart"), rangeEnd: try f.ip("rangeEnd"), gateway: try f.ip("gateway"))
+            return try IPRange(
+                subnet: subnet, rangeStart: try f.ip("rangeStart"), rangeEnd: try f.ip("rangeEnd"), gateway: try f.ip("gateway"))
         } catch let error as IPRange.Error {
             throw CNIError(.invalidConfig, "invalid network configuration: \(f.path.isEmpty ? "ipam" : f.path): \(error)")
         } catch let error as CNIError { throw error } catch { fatalError("unreachable: \(error)") }

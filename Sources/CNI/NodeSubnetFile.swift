@@ -34,12 +34,16 @@ public struct NodeSubnet: Equatable, Sendable {
     }
 
     public static func parse(_ text: String) throws(ParseError) -> NodeSubnet {
-        var subnet: IPNetwork?, gateway: IPAddress?, cluster: IPNetwork?, others: [IPNetwork] = []
+        var subnet: IPNetwork?
+        var gateway: IPAddress?
+        var cluster: IPNetwork?
+        var others: [IPNetwork] = []
         for rawLine in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
             let line = String(rawLine).trimmingWhitespace()
             if line.isEmpty || line.hasPrefix("#") { continue }
             if let eq = line.firstIndex(of: "=") {
-                let key = String(line[..<eq]), value = String(line[line.index(after: eq)...]).unquoted()
+                let key = String(line[..<eq])
+                let value = String(line[line.index(after: eq)...]).unquoted()
                 switch key {
                 case "FLANNEL_SUBNET":
                     guard let n = IPNetwork(cidr: value) else { throw .invalid(key: key, value: value) }
@@ -52,7 +56,10 @@ public struct NodeSubnet: Equatable, Sendable {
                 }
             } else {
                 guard let n = IPNetwork(cidr: line) else { throw .invalid(key: "line", value: line) }
-                guard let first = subnet else { subnet = n.masked; continue }
+                guard let first = subnet else {
+                    subnet = n.masked
+                    continue
+                }
                 guard !([first] + others).contains(where: { $0.address.family == n.address.family }) else { throw .twoOfAFamily(line) }
                 others.append(n.masked)
             }
@@ -70,8 +77,9 @@ public struct NodeSubnet: Equatable, Sendable {
             if error.operation == FileIO.notARegularFile {
                 throw CNIError(.invalidConfig, "invalid network configuration: \(field) \(path) is not a regular file")
             }
-            throw CNIError(.invalidConfig, "invalid network configuration: \(field) \(path) cannot be read: \(String(cString: strerror(error.errno)))",
-                           details: "the node's provisioner writes it (e.g. flannel's /run/flannel/subnet.env); is this node set up?")
+            throw CNIError(
+                .invalidConfig, "invalid network configuration: \(field) \(path) cannot be read: \(String(cString: strerror(error.errno)))",
+                details: "the node's provisioner writes it (e.g. flannel's /run/flannel/subnet.env); is this node set up?")
         }
         do { return try parse(String(decoding: bytes, as: UTF8.self)) } catch {
             throw CNIError(.invalidConfig, "invalid network configuration: \(field) \(path): \(error)")

@@ -11,7 +11,10 @@ public struct CNIResult: Equatable, Sendable {
         /// The netns path for interfaces inside the container; nil for the node's.
         public var sandbox: String?
         public init(name: String, mac: String, mtu: Int? = nil, sandbox: String? = nil) {
-            self.name = name; self.mac = mac; self.mtu = mtu; self.sandbox = sandbox
+            self.name = name
+            self.mac = mac
+            self.mtu = mtu
+            self.sandbox = sandbox
         }
     }
 
@@ -21,7 +24,9 @@ public struct CNIResult: Equatable, Sendable {
         /// Index into `interfaces`.
         public var interface: Int?
         public init(address: IPNetwork, gateway: IPAddress?, interface: Int?) {
-            self.address = address; self.gateway = gateway; self.interface = interface
+            self.address = address
+            self.gateway = gateway
+            self.interface = interface
         }
     }
 
@@ -48,23 +53,25 @@ public struct CNIResult: Equatable, Sendable {
             return .object(o)
         }
         if !interfaces.isEmpty {
-            o["interfaces"] = .array(interfaces.map { i in
-                var e: JSONObject = ["name": .string(i.name)]
-                if !i.mac.isEmpty { e["mac"] = .string(i.mac) }
-                if let mtu = i.mtu, version >= .v1_0_0 { e["mtu"] = .int(mtu) }
-                if let sandbox = i.sandbox { e["sandbox"] = .string(sandbox) }
-                return .object(e)
-            })
+            o["interfaces"] = .array(
+                interfaces.map { i in
+                    var e: JSONObject = ["name": .string(i.name)]
+                    if !i.mac.isEmpty { e["mac"] = .string(i.mac) }
+                    if let mtu = i.mtu, version >= .v1_0_0 { e["mtu"] = .int(mtu) }
+                    if let sandbox = i.sandbox { e["sandbox"] = .string(sandbox) }
+                    return .object(e)
+                })
         }
         if !ips.isEmpty {
-            o["ips"] = .array(ips.map { ip in
-                var e = JSONObject()
-                if version < .v1_0_0 { e["version"] = .string(ip.address.address.family == .v4 ? "4" : "6") }
-                if let index = ip.interface { e["interface"] = .int(index) }
-                e["address"] = .string(ip.address.description)
-                if let gw = ip.gateway { e["gateway"] = .string(gw.description) }
-                return .object(e)
-            })
+            o["ips"] = .array(
+                ips.map { ip in
+                    var e = JSONObject()
+                    if version < .v1_0_0 { e["version"] = .string(ip.address.address.family == .v4 ? "4" : "6") }
+                    if let index = ip.interface { e["interface"] = .int(index) }
+                    e["address"] = .string(ip.address.description)
+                    if let gw = ip.gateway { e["gateway"] = .string(gw.description) }
+                    return .object(e)
+                })
         }
         if !routes.isEmpty { o["routes"] = .array(routes.map(\.json)) }
         o["dns"] = dns.json
@@ -81,8 +88,10 @@ public struct CNIResult: Equatable, Sendable {
         var result = CNIResult()
         for (i, v) in (o["interfaces"]?.arrayValue ?? []).enumerated() {
             guard let e = v.objectValue, let name = e["name"]?.stringValue else { throw bad("interfaces[\(i)] has no name") }
-            result.interfaces.append(Interface(name: name, mac: e["mac"]?.stringValue ?? "", mtu: e["mtu"]?.intValue,
-                                               sandbox: e["sandbox"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }))
+            result.interfaces.append(
+                Interface(
+                    name: name, mac: e["mac"]?.stringValue ?? "", mtu: e["mtu"]?.intValue,
+                    sandbox: e["sandbox"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }))
         }
         for (i, v) in (o["ips"]?.arrayValue ?? []).enumerated() {
             guard let e = v.objectValue, let text = e["address"]?.stringValue, let address = IPNetwork(cidr: text) else {

@@ -3,13 +3,16 @@ public struct CNIVersion: Comparable, Hashable, Sendable, CustomStringConvertibl
     public let major: Int, minor: Int, patch: Int
 
     public init(_ major: Int, _ minor: Int, _ patch: Int) {
-        self.major = major; self.minor = minor; self.patch = patch
+        self.major = major
+        self.minor = minor
+        self.patch = patch
     }
 
     public init?(_ text: String) {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let a = Int(parts[0]), let b = Int(parts[1]), let c = Int(parts[2]),
-              a >= 0, b >= 0, c >= 0 else { return nil }
+            a >= 0, b >= 0, c >= 0
+        else { return nil }
         self.init(a, b, c)
     }
 
@@ -36,12 +39,14 @@ public struct CNIVersion: Comparable, Hashable, Sendable, CustomStringConvertibl
     public static func from(config value: String?) throws(CNIError) -> CNIVersion {
         guard let value else { return .v0_1_0 }
         guard let version = CNIVersion(value) else {
-            throw CNIError(.incompatibleVersion, "invalid cniVersion \"\(value)\"",
-                           details: "expected one of \(supported.map(\.description).joined(separator: ", "))")
+            throw CNIError(
+                .incompatibleVersion, "invalid cniVersion \"\(value)\"",
+                details: "expected one of \(supported.map(\.description).joined(separator: ", "))")
         }
         guard supported.contains(version) else {
-            throw CNIError(.incompatibleVersion, "unsupported cniVersion \(value)",
-                           details: "bridge-ipam supports \(supported.map(\.description).joined(separator: ", "))")
+            throw CNIError(
+                .incompatibleVersion, "unsupported cniVersion \(value)",
+                details: "bridge-ipam supports \(supported.map(\.description).joined(separator: ", "))")
         }
         return version
     }

@@ -70,7 +70,8 @@ public struct Cluster: Equatable, Sendable {
             guard let ip = IPAddress(text) else { throw .invalidValue(node: name, field: "ip", value: text) }
             addresses.append(ip)
         }
-        return ClusterNode(name: name, addresses: addresses, podCIDRs: try cidrs(strings(o["podCIDR"]) + strings(o["podCIDRs"]), node: name))
+        return ClusterNode(
+            name: name, addresses: addresses, podCIDRs: try cidrs(strings(o["podCIDR"]) + strings(o["podCIDRs"]), node: name))
     }
 
     /// One Node object of the Kubernetes API (an item of a NodeList, or a watch event's object).
@@ -85,8 +86,9 @@ public struct Cluster: Equatable, Sendable {
             addresses.append(ip)
         }
         let spec = o["spec"]
-        return ClusterNode(name: name, addresses: addresses,
-                           podCIDRs: try cidrs(strings(spec?["podCIDRs"]) + strings(spec?["podCIDR"]), node: name))
+        return ClusterNode(
+            name: name, addresses: addresses,
+            podCIDRs: try cidrs(strings(spec?["podCIDRs"]) + strings(spec?["podCIDR"]), node: name))
     }
 
     private static func strings(_ value: JSONValue?) -> [String] {
@@ -115,8 +117,10 @@ public struct Cluster: Equatable, Sendable {
             }
         }
         let all = nodes.flatMap { node in node.podCIDRs.map { (node.name, $0) } }
-        for i in all.indices { for j in all.indices where j > i && all[i].0 != all[j].0 && all[i].1.overlaps(all[j].1) {
-            throw .overlapping(node: all[i].0, all[i].1, other: all[j].0, all[j].1)
-        } }
+        for i in all.indices {
+            for j in all.indices where j > i && all[i].0 != all[j].0 && all[i].1.overlaps(all[j].1) {
+                throw .overlapping(node: all[i].0, all[i].1, other: all[j].0, all[j].1)
+            }
+        }
     }
 }

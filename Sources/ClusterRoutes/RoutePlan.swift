@@ -30,7 +30,8 @@ public struct RoutePlan: Equatable, Sendable {
             switch self {
             case .selfNotFound(let name?, _): return "node \(name) is not in the cluster file"
             case .selfNotFound(nil, let addresses):
-                return "no node of the cluster file has one of this node's addresses (\(addresses.map(\.description).joined(separator: ", "))); name it with --node"
+                return
+                    "no node of the cluster file has one of this node's addresses (\(addresses.map(\.description).joined(separator: ", "))); name it with --node"
             }
         }
     }
@@ -39,8 +40,11 @@ public struct RoutePlan: Equatable, Sendable {
     /// This node is the one called `selfName`, or else the one owning one of `localAddresses`.
     public static func desiredRoutes(cluster: Cluster, selfName: String?, localAddresses: [IPAddress]) throws(Error) -> [NodeRoute] {
         let me: ClusterNode?
-        if let selfName { me = cluster.nodes.first { $0.name == selfName } }
-        else { me = cluster.nodes.first { node in node.addresses.contains { localAddresses.contains($0) } } }
+        if let selfName {
+            me = cluster.nodes.first { $0.name == selfName }
+        } else {
+            me = cluster.nodes.first { node in node.addresses.contains { localAddresses.contains($0) } }
+        }
         guard let me else { throw .selfNotFound(name: selfName, localAddresses: localAddresses) }
         return cluster.nodes.filter { $0.name != me.name }.flatMap { node in
             node.podCIDRs.compactMap { cidr in

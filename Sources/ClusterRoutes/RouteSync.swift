@@ -32,13 +32,17 @@ public struct RouteSync {
         guard !plan.isEmpty else { return }
         try socket.batch { batch in
             for route in plan.remove {
-                NetlinkSocket.deleteRoute(RouteEntry(destination: route.destination, gateway: route.gateway, routeProtocol: RouteSync.routeProtocol), to: &batch)
+                NetlinkSocket.deleteRoute(
+                    RouteEntry(destination: route.destination, gateway: route.gateway, routeProtocol: RouteSync.routeProtocol), to: &batch)
             }
             for route in plan.replace {
-                NetlinkSocket.addRoute(RouteEntry(destination: route.destination, gateway: route.gateway, routeProtocol: RouteSync.routeProtocol), replace: true, to: &batch)
+                NetlinkSocket.addRoute(
+                    RouteEntry(destination: route.destination, gateway: route.gateway, routeProtocol: RouteSync.routeProtocol),
+                    replace: true, to: &batch)
             }
             for route in plan.add {
-                NetlinkSocket.addRoute(RouteEntry(destination: route.destination, gateway: route.gateway, routeProtocol: RouteSync.routeProtocol), to: &batch)
+                NetlinkSocket.addRoute(
+                    RouteEntry(destination: route.destination, gateway: route.gateway, routeProtocol: RouteSync.routeProtocol), to: &batch)
             }
         }
     }

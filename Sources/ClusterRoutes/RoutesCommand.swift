@@ -19,14 +19,18 @@ public enum RoutesCommand {
     /// Runs the command; returns the exit status (0 done, 1 failed, 2 usage).
     public static func run(_ arguments: [String]) -> Int32 {
         guard arguments.first == "sync" else { return fail(usage, status: 2) }
-        var clusterPath: String?, nodeName: String?, dryRun = false
+        var clusterPath: String?
+        var nodeName: String?
+        var dryRun = false
         var rest = arguments.dropFirst()
         while let flag = rest.popFirst() {
             switch flag {
             case "--cluster": clusterPath = rest.popFirst()
             case "--node": nodeName = rest.popFirst()
             case "--dry-run": dryRun = true
-            case "-h", "--help": print(usage); return 0
+            case "-h", "--help":
+                print(usage)
+                return 0
             default: return fail("unknown argument \(flag)\n\(usage)", status: 2)
             }
         }
@@ -47,7 +51,9 @@ public enum RoutesCommand {
             for route in plan.remove { print("remove   \(route.destination)\(route.gateway.map { " via \($0)" } ?? "")") }
             for route in plan.keep { print("keep     \(route)") }
             if !dryRun { try sync.apply(plan) }
-            print("\(dryRun ? "would have " : "")added \(plan.add.count), replaced \(plan.replace.count), removed \(plan.remove.count), kept \(plan.keep.count)")
+            print(
+                "\(dryRun ? "would have " : "")added \(plan.add.count), replaced \(plan.replace.count), removed \(plan.remove.count), kept \(plan.keep.count)"
+            )
             return 0
         } catch let error as Cluster.Error {
             return fail("\(clusterPath): \(error); the routing table was not changed")

@@ -28,7 +28,8 @@ public struct Allocator {
             case .exhausted(let set): return "no free address left in range \(set)"
             case .requestedNotInRanges(let ip): return "requested address \(ip) is outside every configured range"
             case .requestedTaken(let ip, let owner):
-                return "requested address \(ip) is already allocated" + (owner.map { " to container \($0.containerID) (\($0.ifname))" } ?? "")
+                return "requested address \(ip) is already allocated"
+                    + (owner.map { " to container \($0.containerID) (\($0.ifname))" } ?? "")
             case .requestedReserved(let ip): return "requested address \(ip) is a gateway, network or broadcast address"
             case .store(let error): return "lease store: \(error)"
             }
@@ -58,8 +59,10 @@ public struct Allocator {
         }
     }
 
-    private func allocateRequested(_ ip: IPAddress, in set: RangeSet, index: Int, for owner: LeaseOwner,
-                                   store: borrowing LeaseStore) throws(Error) -> Allocation {
+    private func allocateRequested(
+        _ ip: IPAddress, in set: RangeSet, index: Int, for owner: LeaseOwner,
+        store: borrowing LeaseStore
+    ) throws(Error) -> Allocation {
         let range = set.range(containing: ip)!
         guard range.isAssignable(ip) else { throw .requestedReserved(ip) }
         let reserved: Bool
@@ -68,7 +71,8 @@ public struct Allocator {
         return Allocation(address: ip, range: range, rangeSetIndex: index)
     }
 
-    private func allocateNext(in set: RangeSet, index: Int, for owner: LeaseOwner, store: borrowing LeaseStore) throws(Error) -> Allocation {
+    private func allocateNext(in set: RangeSet, index: Int, for owner: LeaseOwner, store: borrowing LeaseStore) throws(Error) -> Allocation
+    {
         var iterator = RangeIterator(set: set, after: store.lastReserved(rangeSet: index))
         while let (ip, range) = iterator.next() {
             guard range.isAssignable(ip) else { continue }

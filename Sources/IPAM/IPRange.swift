@@ -27,8 +27,10 @@ public struct IPRange: Equatable, Sendable, CustomStringConvertible {
 
     /// Fills in host-local's defaults: the gateway is the subnet's first host, the range spans all
     /// hosts (IPv4 leaves out the network and broadcast addresses).
-    public init(subnet: IPNetwork, rangeStart: IPAddress? = nil, rangeEnd: IPAddress? = nil,
-                gateway: IPAddress? = nil) throws(Error) {
+    public init(
+        subnet: IPNetwork, rangeStart: IPAddress? = nil, rangeEnd: IPAddress? = nil,
+        gateway: IPAddress? = nil
+    ) throws(Error) {
         guard subnet.isNetworkAddress else { throw .hostBitsSet(subnet) }
         guard subnet.prefixLength <= subnet.address.bitWidth - 2 else { throw .tooSmall(subnet) }
         for (field, ip) in [("rangeStart", rangeStart), ("rangeEnd", rangeEnd), ("gateway", gateway)] {
@@ -83,9 +85,11 @@ public struct RangeSet: Equatable, Sendable, CustomStringConvertible {
     public init(_ ranges: [IPRange]) throws(Error) {
         guard let first = ranges.first else { throw .empty }
         guard ranges.allSatisfy({ $0.rangeStart.family == first.rangeStart.family }) else { throw .mixedFamilies }
-        for i in ranges.indices { for j in ranges.indices where j > i && ranges[i].overlaps(ranges[j]) {
-            throw .overlapping(ranges[i], ranges[j])
-        } }
+        for i in ranges.indices {
+            for j in ranges.indices where j > i && ranges[i].overlaps(ranges[j]) {
+                throw .overlapping(ranges[i], ranges[j])
+            }
+        }
         self.ranges = ranges
     }
 

@@ -75,18 +75,21 @@ public final class MacSpoofTable {
     public func rules() throws(NetlinkError) -> [ListedRule] {
         let messages: [NetlinkMessage]
         do {
-            messages = try socket.dump("list nftables rules of bridge \(MacSpoofTable.table)", type: MacSpoofTable.messageType(NFT_MSG_GETRULE)) { m in
+            messages = try socket.dump(
+                "list nftables rules of bridge \(MacSpoofTable.table)", type: MacSpoofTable.messageType(NFT_MSG_GETRULE)
+            ) { m in
                 m.put(header: MacSpoofTable.header(family: UInt8(NFPROTO_BRIDGE)))
                 m.put(UInt16(NFTA_RULE_TABLE.rawValue), string: MacSpoofTable.table)
                 m.put(UInt16(NFTA_RULE_CHAIN.rawValue), string: MacSpoofTable.chain)
             }
-        } catch where error.errno == ENOENT {
+        } catch  where error.errno == ENOENT {
             return []
         }
         return messages.compactMap { message in
             guard let handle = message.attributes.u64BigEndian(UInt16(NFTA_RULE_HANDLE.rawValue)) else { return nil }
-            return ListedRule(handle: handle,
-                              comment: message.attributes[UInt16(NFTA_RULE_USERDATA.rawValue)].flatMap(MacSpoofTable.comment(inUserData:)))
+            return ListedRule(
+                handle: handle,
+                comment: message.attributes[UInt16(NFTA_RULE_USERDATA.rawValue)].flatMap(MacSpoofTable.comment(inUserData:)))
         }
     }
 
@@ -220,7 +223,8 @@ public final class MacSpoofTable {
     static func comment(inUserData bytes: [UInt8]) -> String? {
         var i = 0
         while i + 2 <= bytes.count {
-            let type = bytes[i], length = Int(bytes[i + 1])
+            let type = bytes[i]
+            let length = Int(bytes[i + 1])
             guard i + 2 + length <= bytes.count else { return nil }
             if type == UInt8(NFTNL_UDATA_RULE_COMMENT.rawValue) {
                 return String(decoding: bytes[(i + 2)..<(i + 2 + length)].prefix { $0 != 0 }, as: UTF8.self)

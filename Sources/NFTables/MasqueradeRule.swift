@@ -41,7 +41,8 @@ public struct MasqueradeRule: Equatable, Sendable {
     /// 128 bytes of comment; network names are capped well below that by the config check.
     public var comment: String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a
-        for byte in "\(sources.map(\.description).joined(separator: ",")) except \(excluded.map(\.description).joined(separator: ","))".utf8 {
+        for byte in "\(sources.map(\.description).joined(separator: ",")) except \(excluded.map(\.description).joined(separator: ","))".utf8
+        {
             hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
         }
         let hex = String(hash, radix: 16)

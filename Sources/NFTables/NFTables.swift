@@ -44,17 +44,20 @@ public final class NFTables {
     public func rules(family: IPAddress.Family) throws(NetlinkError) -> [ListedRule] {
         let messages: [NetlinkMessage]
         do {
-            messages = try socket.dump("list nftables rules of \(NFTables.keyword(family)) \(NFTables.table)", type: NFTables.messageType(NFT_MSG_GETRULE)) { m in
+            messages = try socket.dump(
+                "list nftables rules of \(NFTables.keyword(family)) \(NFTables.table)", type: NFTables.messageType(NFT_MSG_GETRULE)
+            ) { m in
                 m.put(header: NFTables.header(family: NFTables.protocolFamily(family)))
                 m.put(UInt16(NFTA_RULE_TABLE.rawValue), string: NFTables.table)
                 m.put(UInt16(NFTA_RULE_CHAIN.rawValue), string: NFTables.chain)
             }
-        } catch where error.errno == ENOENT {
+        } catch  where error.errno == ENOENT {
             return []
         }
         return messages.compactMap { message in
             guard let handle = message.attributes.u64BigEndian(UInt16(NFTA_RULE_HANDLE.rawValue)) else { return nil }
-            return ListedRule(handle: handle, comment: message.attributes[UInt16(NFTA_RULE_USERDATA.rawValue)].flatMap(NFTables.comment(inUserData:)))
+            return ListedRule(
+                handle: handle, comment: message.attributes[UInt16(NFTA_RULE_USERDATA.rawValue)].flatMap(NFTables.comment(inUserData:)))
         }
     }
 
@@ -193,7 +196,10 @@ public final class NFTables {
             // nft's datatypes ipv4_addr (7) and ipv6_addr (8), so that `nft list` shows addresses.
             nftnl_set_set_u32(set, UInt16(NFTNL_SET_KEY_TYPE.rawValue), family == .v4 ? 7 : 8)
             nftnl_set_set_u32(set, UInt16(NFTNL_SET_KEY_LEN.rawValue), offsets.length)
-            batch.add("create the exclusion set of \(rule.nftSyntax(source: source))", type: NFTables.messageType(NFT_MSG_NEWSET), flags: NLM_F_CREATE) { m in
+            batch.add(
+                "create the exclusion set of \(rule.nftSyntax(source: source))", type: NFTables.messageType(NFT_MSG_NEWSET),
+                flags: NLM_F_CREATE
+            ) { m in
                 m.put(header: NFTables.header(family: NFTables.protocolFamily(family)))
                 m.withHeader { nftnl_set_nlmsg_build_payload($0, set) }
             }
@@ -202,12 +208,16 @@ public final class NFTables {
                 NFTables.addElement(interval.start, end: false, to: set)
                 if let end = interval.end { NFTables.addElement(end, end: true, to: set) }
             }
-            batch.add("fill the exclusion set (\(intervals.count) intervals)", type: NFTables.messageType(NFT_MSG_NEWSETELEM), flags: NLM_F_CREATE) { m in
+            batch.add(
+                "fill the exclusion set (\(intervals.count) intervals)", type: NFTables.messageType(NFT_MSG_NEWSETELEM), flags: NLM_F_CREATE
+            ) { m in
                 m.put(header: NFTables.header(family: NFTables.protocolFamily(family)))
                 m.withHeader { nftnl_set_elems_nlmsg_build_payload($0, set) }
             }
         }
-        batch.add("add rule \(rule.nftSyntax(source: source))", type: NFTables.messageType(NFT_MSG_NEWRULE), flags: NLM_F_CREATE | NLM_F_APPEND) { m in
+        batch.add(
+            "add rule \(rule.nftSyntax(source: source))", type: NFTables.messageType(NFT_MSG_NEWRULE), flags: NLM_F_CREATE | NLM_F_APPEND
+        ) { m in
             m.put(header: NFTables.header(family: NFTables.protocolFamily(family)))
             let r = nftnl_rule_alloc()!
             defer { nftnl_rule_free(r) }
@@ -261,7 +271,9 @@ public final class NFTables {
         nftnl_expr_set_u32(bitwise, UInt16(NFTNL_EXPR_BITWISE_DREG), UInt32(NFT_REG_1.rawValue))
         nftnl_expr_set_u32(bitwise, UInt16(NFTNL_EXPR_BITWISE_LEN), length)
         mask.withUnsafeBytes { _ = nftnl_expr_set(bitwise, UInt16(NFTNL_EXPR_BITWISE_MASK), $0.baseAddress, length) }
-        [UInt8](repeating: 0, count: Int(length)).withUnsafeBytes { _ = nftnl_expr_set(bitwise, UInt16(NFTNL_EXPR_BITWISE_XOR), $0.baseAddress, length) }
+        [UInt8](repeating: 0, count: Int(length)).withUnsafeBytes {
+            _ = nftnl_expr_set(bitwise, UInt16(NFTNL_EXPR_BITWISE_XOR), $0.baseAddress, length)
+        }
         nftnl_rule_add_expr(rule, bitwise)
 
         let cmp = nftnl_expr_alloc("cmp")!
@@ -275,7 +287,8 @@ public final class NFTables {
     static func comment(inUserData bytes: [UInt8]) -> String? {
         var i = 0
         while i + 2 <= bytes.count {
-            let type = bytes[i], length = Int(bytes[i + 1])
+            let type = bytes[i]
+            let length = Int(bytes[i + 1])
             guard i + 2 + length <= bytes.count else { return nil }
             if type == UInt8(NFTNL_UDATA_RULE_COMMENT.rawValue) {
                 return String(decoding: bytes[(i + 2)..<(i + 2 + length)].prefix { $0 != 0 }, as: UTF8.self)

@@ -16,7 +16,11 @@ public struct InterfaceAddress: Sendable, Equatable {
     /// Duplicate address detection found another node using the address.
     public var isDuplicate: Bool { flags & UInt32(IFA_F_DADFAILED) != 0 }
 
-    public init(index: Int32, network: IPNetwork, flags: UInt32 = 0) { self.index = index; self.network = network; self.flags = flags }
+    public init(index: Int32, network: IPNetwork, flags: UInt32 = 0) {
+        self.index = index
+        self.network = network
+        self.flags = flags
+    }
 }
 
 /// How a new address is added.
@@ -41,21 +45,26 @@ extension NetlinkSocket {
             let header = message.header(as: ifaddrmsg.self)
             let i = Int32(bitPattern: header.ifa_index)
             guard index == nil || i == index,
-                  let bytes = message.attributes[UInt16(IFA_LOCAL)] ?? message.attributes[UInt16(IFA_ADDRESS)],
-                  let ip = IPAddress(bytes: bytes),
-                  let network = IPNetwork(address: ip, prefixLength: Int(header.ifa_prefixlen)) else { return nil }
+                let bytes = message.attributes[UInt16(IFA_LOCAL)] ?? message.attributes[UInt16(IFA_ADDRESS)],
+                let ip = IPAddress(bytes: bytes),
+                let network = IPNetwork(address: ip, prefixLength: Int(header.ifa_prefixlen))
+            else { return nil }
             let flags = message.attributes.u32(UInt16(IFA_FLAGS)) ?? UInt32(header.ifa_flags)
             return InterfaceAddress(index: i, network: network, flags: flags)
         }
     }
 
     /// Adds the RTM_NEWADDR request for `address` to a batch.
-    public static func addAddress(_ address: IPNetwork, index: Int32, options: AddressOptions = AddressOptions(),
-                                  to batch: inout Batch) {
+    public static func addAddress(
+        _ address: IPNetwork, index: Int32, options: AddressOptions = AddressOptions(),
+        to batch: inout Batch
+    ) {
         let flags: UInt32 = options.skipDuplicateDetection && address.address.family == .v6 ? UInt32(IFA_F_NODAD) : 0
         batch.add("add address \(address)", type: UInt16(RTM_NEWADDR), flags: NLM_F_CREATE | NLM_F_EXCL) { m in
-            m.put(header: ifaddrmsg(ifa_family: family(of: address.address), ifa_prefixlen: UInt8(address.prefixLength),
-                                    ifa_flags: UInt8(truncatingIfNeeded: flags), ifa_scope: 0, ifa_index: UInt32(bitPattern: index)))
+            m.put(
+                header: ifaddrmsg(
+                    ifa_family: family(of: address.address), ifa_prefixlen: UInt8(address.prefixLength),
+                    ifa_flags: UInt8(truncatingIfNeeded: flags), ifa_scope: 0, ifa_index: UInt32(bitPattern: index)))
             m.put(UInt16(IFA_LOCAL), bytes: address.address.bytes)
             m.put(UInt16(IFA_ADDRESS), bytes: address.address.bytes)
             if flags != 0 { m.put(UInt16(IFA_FLAGS), u32: flags) }
@@ -65,15 +74,19 @@ extension NetlinkSocket {
         }
     }
 
-    public func addAddress(_ address: IPNetwork, index: Int32, options: AddressOptions = AddressOptions(),
-                           tolerateExisting: Bool = false) throws(NetlinkError) {
+    public func addAddress(
+        _ address: IPNetwork, index: Int32, options: AddressOptions = AddressOptions(),
+        tolerateExisting: Bool = false
+    ) throws(NetlinkError) {
         try batch(tolerate: tolerateExisting ? [EEXIST] : []) { NetlinkSocket.addAddress(address, index: index, options: options, to: &$0) }
     }
 
     public func deleteAddress(_ address: IPNetwork, index: Int32) throws(NetlinkError) {
         try execute("delete address \(address)", type: UInt16(RTM_DELADDR), tolerate: [EADDRNOTAVAIL]) { m in
-            m.put(header: ifaddrmsg(ifa_family: family(of: address.address), ifa_prefixlen: UInt8(address.prefixLength),
-                                    ifa_flags: 0, ifa_scope: 0, ifa_index: UInt32(bitPattern: index)))
+            m.put(
+                header: ifaddrmsg(
+                    ifa_family: family(of: address.address), ifa_prefixlen: UInt8(address.prefixLength),
+                    ifa_flags: 0, ifa_scope: 0, ifa_index: UInt32(bitPattern: index)))
             m.put(UInt16(IFA_LOCAL), bytes: address.address.bytes)
         }
     }

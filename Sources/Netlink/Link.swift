@@ -24,10 +24,19 @@ public struct Link: Sendable, Equatable {
     public var isPromiscuous: Bool { flags & UInt32(IFF_PROMISC) != 0 }
 
     /// A link as a test's fake kernel describes it.
-    public init(index: Int32, name: String, flags: UInt32 = 0, mtu: UInt32 = 1500, mac: MACAddress? = nil, master: Int32? = nil,
-                kind: String? = nil, peerIndex: Int32? = nil, alias: String? = nil) {
-        self.index = index; self.name = name; self.flags = flags; self.mtu = mtu; self.mac = mac; self.master = master
-        self.kind = kind; self.peerIndex = peerIndex; self.alias = alias
+    public init(
+        index: Int32, name: String, flags: UInt32 = 0, mtu: UInt32 = 1500, mac: MACAddress? = nil, master: Int32? = nil,
+        kind: String? = nil, peerIndex: Int32? = nil, alias: String? = nil
+    ) {
+        self.index = index
+        self.name = name
+        self.flags = flags
+        self.mtu = mtu
+        self.mac = mac
+        self.master = master
+        self.kind = kind
+        self.peerIndex = peerIndex
+        self.alias = alias
     }
 
     init(_ message: NetlinkMessage) {
@@ -50,7 +59,10 @@ public struct CreatedVeth: Sendable, Equatable {
     public let index: Int32
     public let peerIndex: Int32
 
-    public init(index: Int32, peerIndex: Int32) { self.index = index; self.peerIndex = peerIndex }
+    public init(index: Int32, peerIndex: Int32) {
+        self.index = index
+        self.peerIndex = peerIndex
+    }
 }
 
 /// What a new veth pair looks like; the peer can be created straight inside another namespace.
@@ -65,10 +77,17 @@ public struct VethPair: Sendable {
     /// Enslaves `name` to this bridge index at creation.
     public var master: Int32?
 
-    public init(name: String, mac: MACAddress, peerName: String, peerMAC: MACAddress,
-                peerNamespaceFD: Int32?, mtu: UInt32?, master: Int32?) {
-        self.name = name; self.mac = mac; self.peerName = peerName; self.peerMAC = peerMAC
-        self.peerNamespaceFD = peerNamespaceFD; self.mtu = mtu; self.master = master
+    public init(
+        name: String, mac: MACAddress, peerName: String, peerMAC: MACAddress,
+        peerNamespaceFD: Int32?, mtu: UInt32?, master: Int32?
+    ) {
+        self.name = name
+        self.mac = mac
+        self.peerName = peerName
+        self.peerMAC = peerMAC
+        self.peerNamespaceFD = peerNamespaceFD
+        self.mtu = mtu
+        self.master = master
     }
 }
 
@@ -88,7 +107,7 @@ extension NetlinkSocket {
                 m.put(UInt16(IFLA_IFNAME), string: name)
             }
             return Link(message)
-        } catch where error.isNotFound {
+        } catch  where error.isNotFound {
             return nil
         }
     }
@@ -107,7 +126,7 @@ extension NetlinkSocket {
         do {
             try execute("delete link \(name)", type: UInt16(RTM_DELLINK)) { m in m.put(header: linkHeader(index: index)) }
             return true
-        } catch where error.isNotFound {
+        } catch  where error.isNotFound {
             return false
         }
     }
@@ -120,7 +139,7 @@ extension NetlinkSocket {
                 m.put(UInt16(IFLA_EXT_MASK), u32: UInt32(RTEXT_FILTER_SKIP_STATS))
             }
             return Link(message)
-        } catch where error.isNotFound {
+        } catch  where error.isNotFound {
             return nil
         }
     }
@@ -253,7 +272,7 @@ extension NetlinkSocket {
                 m.put(UInt16(IFLA_IFNAME), string: name)
             }
             return true
-        } catch where error.isNotFound {
+        } catch  where error.isNotFound {
             return false
         }
     }
@@ -285,7 +304,10 @@ public struct BridgePortSettings: Sendable, CustomStringConvertible {
     /// itself, uplinks), never with another isolated port.
     public var isolated: Bool?
 
-    public init(hairpin: Bool? = nil, isolated: Bool? = nil) { self.hairpin = hairpin; self.isolated = isolated }
+    public init(hairpin: Bool? = nil, isolated: Bool? = nil) {
+        self.hairpin = hairpin
+        self.isolated = isolated
+    }
 
     public var isEmpty: Bool { hairpin == nil && isolated == nil }
 

@@ -68,7 +68,9 @@ public final class NetlinkSocket {
 
     /// Writes one message at `offset`; returns its sequence number and aligned length, or nil
     /// when it did not fit in `maximumMessageSize` (nothing past that was written).
-    private func buildMessage(at offset: Int, type: UInt16, flags: Int32, _ body: (MessageBuilder) -> Void) -> (sequence: UInt32, length: Int)? {
+    private func buildMessage(at offset: Int, type: UInt16, flags: Int32, _ body: (MessageBuilder) -> Void) -> (
+        sequence: UInt32, length: Int
+    )? {
         reserveRoom(at: offset)
         sequence &+= 1
         let header = mnl_nlmsg_put_header(storage + offset)!
@@ -82,7 +84,9 @@ public final class NetlinkSocket {
     }
 
     private func tooLarge(_ operation: String) -> NetlinkError {
-        NetlinkError(operation, errno: EMSGSIZE, kernelMessage: "the request exceeds the \(NetlinkSocket.maximumMessageSize / 1024) KiB netlink message limit")
+        NetlinkError(
+            operation, errno: EMSGSIZE,
+            kernelMessage: "the request exceeds the \(NetlinkSocket.maximumMessageSize / 1024) KiB netlink message limit")
     }
 
     // MARK: - Batches
@@ -107,8 +111,10 @@ public final class NetlinkSocket {
         /// Adds one request; `flags` are added to NLM_F_REQUEST. A message that may not carry
         /// NLM_F_ACK (nftables' batch delimiters) says `acknowledged: false`; a failure the
         /// kernel reports for it ends its datagram.
-        public mutating func add(_ operation: String, type: UInt16, flags: Int32 = 0, acknowledged: Bool = true,
-                                 _ body: (MessageBuilder) -> Void) {
+        public mutating func add(
+            _ operation: String, type: UInt16, flags: Int32 = 0, acknowledged: Bool = true,
+            _ body: (MessageBuilder) -> Void
+        ) {
             guard failure == nil else { return }
             guard let built = socket.buildMessage(at: length, type: type, flags: flags, body) else {
                 failure = socket.tooLarge(operation)
@@ -117,7 +123,8 @@ public final class NetlinkSocket {
             let first = datagramStarts[datagramStarts.count - 1]
             if first < messages.count {
                 let datagramLength = length - messages[first].offset
-                let full = datagramLength + built.length > NetlinkSocket.maximumMessageSize
+                let full =
+                    datagramLength + built.length > NetlinkSocket.maximumMessageSize
                     || (splittable && messages.count - first >= NetlinkSocket.maximumMessagesPerDatagram)
                 if full { datagramStarts.append(messages.count) }
             }
@@ -142,15 +149,18 @@ public final class NetlinkSocket {
     }
 
     /// `batch`, returning the other replies the requests drew (NLM_F_ECHO), in order.
-    public func batchWithReplies(tolerate: Set<Int32> = [], atomic: Bool = false,
-                                 _ build: (inout Batch) -> Void) throws(NetlinkError) -> [NetlinkMessage] {
+    public func batchWithReplies(
+        tolerate: Set<Int32> = [], atomic: Bool = false,
+        _ build: (inout Batch) -> Void
+    ) throws(NetlinkError) -> [NetlinkMessage] {
         var batch = Batch(socket: self, splittable: !atomic)
         build(&batch)
         if let failure = batch.failure { throw failure }
         guard batch.messages.contains(where: \.acknowledgeable) else { return [] }
         if atomic && batch.datagramStarts.count > 1 {
-            throw NetlinkError(batch.messages[0].name, errno: EMSGSIZE,
-                               kernelMessage: "the transaction exceeds one \(NetlinkSocket.maximumMessageSize / 1024) KiB datagram")
+            throw NetlinkError(
+                batch.messages[0].name, errno: EMSGSIZE,
+                kernelMessage: "the transaction exceeds one \(NetlinkSocket.maximumMessageSize / 1024) KiB datagram")
         }
         var replies: [NetlinkMessage] = []
         for index in batch.datagramStarts.indices {
@@ -170,8 +180,10 @@ public final class NetlinkSocket {
 
     /// Reads replies until the kernel acknowledges `last` (or reports a failure of a message
     /// that cannot be acknowledged), keeping the first failure.
-    private func awaitAcknowledgement(of messages: ArraySlice<Batch.Message>, last: UInt32, tolerate: Set<Int32>,
-                                      replies: inout [NetlinkMessage]) throws(NetlinkError) {
+    private func awaitAcknowledgement(
+        of messages: ArraySlice<Batch.Message>, last: UInt32, tolerate: Set<Int32>,
+        replies: inout [NetlinkMessage]
+    ) throws(NetlinkError) {
         // A datagram's messages carry consecutive sequence numbers.
         let first = messages[messages.startIndex]
         var firstError: NetlinkError?
@@ -203,8 +215,10 @@ public final class NetlinkSocket {
     }
 
     /// One acknowledged request.
-    public func execute(_ operation: String, type: UInt16, flags: Int32 = 0, tolerate: Set<Int32> = [],
-                        _ body: (MessageBuilder) -> Void) throws(NetlinkError) {
+    public func execute(
+        _ operation: String, type: UInt16, flags: Int32 = 0, tolerate: Set<Int32> = [],
+        _ body: (MessageBuilder) -> Void
+    ) throws(NetlinkError) {
         try batch(tolerate: tolerate) { $0.add(operation, type: type, flags: flags, body) }
     }
 
@@ -241,11 +255,14 @@ public final class NetlinkSocket {
             let (messages, interrupted) = try dumpOnce(operation, type: type, body)
             if !interrupted { return messages }
         }
-        throw NetlinkError(operation, errno: EAGAIN,
-                           kernelMessage: "the dump was interrupted by concurrent changes \(NetlinkSocket.dumpAttempts) times")
+        throw NetlinkError(
+            operation, errno: EAGAIN,
+            kernelMessage: "the dump was interrupted by concurrent changes \(NetlinkSocket.dumpAttempts) times")
     }
 
-    private func dumpOnce(_ operation: String, type: UInt16, _ body: (MessageBuilder) -> Void) throws(NetlinkError) -> ([NetlinkMessage], Bool) {
+    private func dumpOnce(_ operation: String, type: UInt16, _ body: (MessageBuilder) -> Void) throws(NetlinkError) -> (
+        [NetlinkMessage], Bool
+    ) {
         guard let request = buildMessage(at: 0, type: type, flags: NLM_F_DUMP, body) else { throw tooLarge(operation) }
         try send(0..<request.length, operation: operation)
         var messages: [NetlinkMessage] = []
@@ -319,8 +336,13 @@ public final class NetlinkSocket {
             let header = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: nlmsghdr.self) }
             let length = Int(header.nlmsg_len)
             guard length >= headerSize, offset + length <= bytes.count else { break }
-            messages.append((header.nlmsg_pid, Received(type: header.nlmsg_type, flags: header.nlmsg_flags, sequence: header.nlmsg_seq,
-                                                         payload: bytes[(offset + headerSize)..<(offset + length)])))
+            messages.append(
+                (
+                    header.nlmsg_pid,
+                    Received(
+                        type: header.nlmsg_type, flags: header.nlmsg_flags, sequence: header.nlmsg_seq,
+                        payload: bytes[(offset + headerSize)..<(offset + length)])
+                ))
             offset += cshim_nla_align(length)
         }
         return messages
@@ -353,8 +375,9 @@ public final class NetlinkSocket {
         let payload = reply.payload
         let headerEnd = min(payload.startIndex + headerSize, payload.endIndex)
         let split = min(payload.startIndex + cshim_nla_align(headerSize), payload.endIndex)
-        return NetlinkMessage(type: reply.type, familyHeader: Array(payload[payload.startIndex..<headerEnd]),
-                              attributes: Attributes(payload[split...]))
+        return NetlinkMessage(
+            type: reply.type, familyHeader: Array(payload[payload.startIndex..<headerEnd]),
+            attributes: Attributes(payload[split...]))
     }
 
     private static func routeHeaderSize(_ type: UInt16) -> Int {

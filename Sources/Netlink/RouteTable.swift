@@ -12,8 +12,10 @@ public struct RouteEntry: Sendable, Equatable {
     public var table: UInt32
     public var routeProtocol: UInt8
 
-    public init(destination: IPNetwork, gateway: IPAddress? = nil, outputInterface: Int32? = nil,
-                table: UInt32 = UInt32(RT_TABLE_MAIN.rawValue), routeProtocol: UInt8 = UInt8(RTPROT_BOOT)) {
+    public init(
+        destination: IPNetwork, gateway: IPAddress? = nil, outputInterface: Int32? = nil,
+        table: UInt32 = UInt32(RT_TABLE_MAIN.rawValue), routeProtocol: UInt8 = UInt8(RTPROT_BOOT)
+    ) {
         self.destination = destination
         self.gateway = gateway
         self.outputInterface = outputInterface
@@ -27,8 +29,10 @@ extension NetlinkSocket {
     public func routes(family: IPAddress.Family) throws(NetlinkError) -> [RouteEntry] {
         let af = UInt8(family == .v4 ? AF_INET : AF_INET6)
         let messages = try dump("list routes", type: UInt16(RTM_GETROUTE)) { m in
-            m.put(header: rtmsg(rtm_family: af, rtm_dst_len: 0, rtm_src_len: 0, rtm_tos: 0, rtm_table: 0,
-                                rtm_protocol: 0, rtm_scope: 0, rtm_type: 0, rtm_flags: 0))
+            m.put(
+                header: rtmsg(
+                    rtm_family: af, rtm_dst_len: 0, rtm_src_len: 0, rtm_tos: 0, rtm_table: 0,
+                    rtm_protocol: 0, rtm_scope: 0, rtm_type: 0, rtm_flags: 0))
         }
         return messages.compactMap { message in
             let header = message.header(as: rtmsg.self)
@@ -36,11 +40,12 @@ extension NetlinkSocket {
             let zero = IPAddress(bytes: [UInt8](repeating: 0, count: family == .v4 ? 4 : 16))!
             let dst = a[UInt16(RTA_DST.rawValue)].flatMap(IPAddress.init(bytes:)) ?? zero
             guard let network = IPNetwork(address: dst, prefixLength: Int(header.rtm_dst_len)) else { return nil }
-            return RouteEntry(destination: network,
-                              gateway: a[UInt16(RTA_GATEWAY.rawValue)].flatMap(IPAddress.init(bytes:)),
-                              outputInterface: a.u32(UInt16(RTA_OIF.rawValue)).map { Int32(bitPattern: $0) },
-                              table: a.u32(UInt16(RTA_TABLE.rawValue)) ?? UInt32(header.rtm_table),
-                              routeProtocol: header.rtm_protocol)
+            return RouteEntry(
+                destination: network,
+                gateway: a[UInt16(RTA_GATEWAY.rawValue)].flatMap(IPAddress.init(bytes:)),
+                outputInterface: a.u32(UInt16(RTA_OIF.rawValue)).map { Int32(bitPattern: $0) },
+                table: a.u32(UInt16(RTA_TABLE.rawValue)) ?? UInt32(header.rtm_table),
+                routeProtocol: header.rtm_protocol)
         }
     }
 
@@ -50,11 +55,13 @@ extension NetlinkSocket {
         let via = route.gateway.map { " via \($0)" } ?? ""
         let flags = NLM_F_CREATE | (replace ? NLM_F_REPLACE : NLM_F_EXCL)
         batch.add("add route \(route.destination)\(via)", type: UInt16(RTM_NEWROUTE), flags: flags) { m in
-            m.put(header: rtmsg(rtm_family: family(of: route.destination.address), rtm_dst_len: UInt8(route.destination.prefixLength),
-                                rtm_src_len: 0, rtm_tos: 0, rtm_table: UInt8(truncatingIfNeeded: min(route.table, 255)),
-                                rtm_protocol: route.routeProtocol,
-                                rtm_scope: UInt8(route.gateway == nil ? RT_SCOPE_LINK.rawValue : RT_SCOPE_UNIVERSE.rawValue),
-                                rtm_type: UInt8(RTN_UNICAST), rtm_flags: 0))
+            m.put(
+                header: rtmsg(
+                    rtm_family: family(of: route.destination.address), rtm_dst_len: UInt8(route.destination.prefixLength),
+                    rtm_src_len: 0, rtm_tos: 0, rtm_table: UInt8(truncatingIfNeeded: min(route.table, 255)),
+                    rtm_protocol: route.routeProtocol,
+                    rtm_scope: UInt8(route.gateway == nil ? RT_SCOPE_LINK.rawValue : RT_SCOPE_UNIVERSE.rawValue),
+                    rtm_type: UInt8(RTN_UNICAST), rtm_flags: 0))
             m.put(UInt16(RTA_TABLE.rawValue), u32: route.table)
             if route.destination.prefixLength > 0 {
                 m.put(UInt16(RTA_DST.rawValue), bytes: route.destination.network.bytes)
@@ -68,10 +75,12 @@ extension NetlinkSocket {
     /// too, so a route of another owner to the same destination is left alone.
     public static func deleteRoute(_ route: RouteEntry, to batch: inout Batch) {
         batch.add("delete route \(route.destination)", type: UInt16(RTM_DELROUTE)) { m in
-            m.put(header: rtmsg(rtm_family: family(of: route.destination.address), rtm_dst_len: UInt8(route.destination.prefixLength),
-                                rtm_src_len: 0, rtm_tos: 0, rtm_table: UInt8(truncatingIfNeeded: min(route.table, 255)),
-                                rtm_protocol: route.routeProtocol, rtm_scope: UInt8(RT_SCOPE_NOWHERE.rawValue),
-                                rtm_type: UInt8(RTN_UNICAST), rtm_flags: 0))
+            m.put(
+                header: rtmsg(
+                    rtm_family: family(of: route.destination.address), rtm_dst_len: UInt8(route.destination.prefixLength),
+                    rtm_src_len: 0, rtm_tos: 0, rtm_table: UInt8(truncatingIfNeeded: min(route.table, 255)),
+                    rtm_protocol: route.routeProtocol, rtm_scope: UInt8(RT_SCOPE_NOWHERE.rawValue),
+                    rtm_type: UInt8(RTN_UNICAST), rtm_flags: 0))
             m.put(UInt16(RTA_TABLE.rawValue), u32: route.table)
             if route.destination.prefixLength > 0 { m.put(UInt16(RTA_DST.rawValue), bytes: route.destination.network.bytes) }
             if let gateway = route.gateway { m.put(UInt16(RTA_GATEWAY.rawValue), bytes: gateway.bytes) }

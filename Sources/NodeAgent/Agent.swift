@@ -42,7 +42,9 @@ public final class Agent {
                 return 1
             }
         }
-        Log.line("node \(routes.nodeName): watching nodes at \(client.connection.server); subnet file \(routes.subnetFile), resync every \(options.resync) s")
+        Log.line(
+            "node \(routes.nodeName): watching nodes at \(client.connection.server); subnet file \(routes.subnetFile), resync every \(options.resync) s"
+        )
         while true {
             if resourceVersion == nil {
                 do { try list() } catch {
@@ -85,42 +87,52 @@ public final class Agent {
 
     /// One watch request, until the server ends it or it breaks. Returns whether any event came.
     private func watch() throws(KubeRequestError) -> Bool {
-        let path = "/api/v1/nodes?watch=1&resourceVersion=\(resourceVersion ?? "")&allowWatchBookmarks=true&timeoutSeconds=\(options.watchTimeout)"
+        let path =
+            "/api/v1/nodes?watch=1&resourceVersion=\(resourceVersion ?? "")&allowWatchBookmarks=true&timeoutSeconds=\(options.watchTimeout)"
         var splitter = LineSplitter()
         var failure: KubeRequestError?
         var received = false
         do {
-            _ = try client.stream(path, timeout: Double(options.watchTimeout) + 30, onData: { [self] bytes in
-                let lines: [[UInt8]]
-                do { lines = try splitter.feed(bytes) } catch { failure = .transport("a watch event is longer than 64 MiB"); return false }
-                var changed = false
-                for line in lines {
-                    let event: WatchEvent
-                    do throws(KubeRequestError) { event = try WatchEvent.parse(line) } catch { failure = error; return false }
-                    received = true
-                    backoff = initialBackoff
-                    switch event.kind {
-                    case .error:
-                        if event.statusCode == 410 {
-                            Log.line("resourceVersion \(resourceVersion ?? "") is too old (410 Gone): listing nodes again")
-                            resourceVersion = nil
-                        } else {
-                            failure = KubeClient.statusError(code: event.statusCode ?? 0, body: Array(event.object.serialized().utf8))
-                        }
-                        if changed || syncAt != nil { sync() }
+            _ = try client.stream(
+                path, timeout: Double(options.watchTimeout) + 30,
+                onData: { [self] bytes in
+                    let lines: [[UInt8]]
+                    do { lines = try splitter.feed(bytes) } catch {
+                        failure = .transport("a watch event is longer than 64 MiB")
                         return false
-                    case .bookmark:
-                        break
-                    case .added, .modified, .deleted:
-                        if routes.apply(event) { changed = true }
                     }
-                    if let version = event.resourceVersion { resourceVersion = version }
-                }
-                if changed { scheduleSync() }
-                return true
-            }, nextTimer: { [self] in min(nextResync, syncAt ?? .infinity) }, onTimer: { [self] in
-                if monotonicSeconds() >= nextResync { resync() } else { sync() }
-            })
+                    var changed = false
+                    for line in lines {
+                        let event: WatchEvent
+                        do throws(KubeRequestError) { event = try WatchEvent.parse(line) } catch {
+                            failure = error
+                            return false
+                        }
+                        received = true
+                        backoff = initialBackoff
+                        switch event.kind {
+                        case .error:
+                            if event.statusCode == 410 {
+                                Log.line("resourceVersion \(resourceVersion ?? "") is too old (410 Gone): listing nodes again")
+                                resourceVersion = nil
+                            } else {
+                                failure = KubeClient.statusError(code: event.statusCode ?? 0, body: Array(event.object.serialized().utf8))
+                            }
+                            if changed || syncAt != nil { sync() }
+                            return false
+                        case .bookmark:
+                            break
+                        case .added, .modified, .deleted:
+                            if routes.apply(event) { changed = true }
+                        }
+                        if let version = event.resourceVersion { resourceVersion = version }
+                    }
+                    if changed { scheduleSync() }
+                    return true
+                }, nextTimer: { [self] in min(nextResync, syncAt ?? .infinity) },
+                onTimer: { [self] in
+                    if monotonicSeconds() >= nextResync { resync() } else { sync() }
+                })
         } catch {
             // Changes that arrived before the stream broke are applied now, not after the backoff.
             if syncAt != nil { sync() }
@@ -158,7 +170,10 @@ public final class Agent {
         while true {
             let now = monotonicSeconds()
             if now >= end { break }
-            if now >= nextResync { resync(); continue }
+            if now >= nextResync {
+                resync()
+                continue
+            }
             sleepSeconds(min(end, nextResync) - now)
         }
         backoff = min(backoff * 2, options.backoffMax)
@@ -173,7 +188,10 @@ public final class Agent {
         }
         if let path = options.readyFile {
             let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
-            guard fd >= 0 else { Log.line("cannot create the ready file \(path): \(String(cString: strerror(errno)))"); return }
+            guard fd >= 0 else {
+                Log.line("cannot create the ready file \(path): \(String(cString: strerror(errno)))")
+                return
+            }
             close(fd)
         }
         ready = true
@@ -210,7 +228,8 @@ public final class Agent {
     private func explain(_ error: KubeRequestError) -> String {
         switch error {
         case .status(401, _, _):
-            return "\(error) (the API server does not accept our credentials: check the token or client certificate of \(options.kubeconfig ?? "the service account"))"
+            return
+                "\(error) (the API server does not accept our credentials: check the token or client certificate of \(options.kubeconfig ?? "the service account"))"
         case .status(403, _, _):
             return "\(error) (our account may not list and watch nodes: apply the ClusterRole in deploy/bridge-ipam.yaml)"
         default:

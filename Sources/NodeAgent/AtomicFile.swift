@@ -36,10 +36,22 @@ public enum AtomicFile {
         ok = ok && fsync(fd) == 0
         let savedErrno = errno
         close(fd)
-        guard ok else { errno = savedErrno; let e = failure("write \(temporary)"); unlink(temporary); throw e }
-        guard rename(temporary, path) == 0 else { let e = failure("rename \(temporary) to \(path)"); unlink(temporary); throw e }
+        guard ok else {
+            errno = savedErrno
+            let e = failure("write \(temporary)")
+            unlink(temporary)
+            throw e
+        }
+        guard rename(temporary, path) == 0 else {
+            let e = failure("rename \(temporary) to \(path)")
+            unlink(temporary)
+            throw e
+        }
         let dfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
+        if dfd >= 0 {
+            fsync(dfd)
+            close(dfd)
+        }
         return true
     }
 
@@ -47,7 +59,8 @@ public enum AtomicFile {
     static func isCurrent(_ path: String, content: [UInt8], mode: mode_t) -> Bool {
         var info = stat()
         guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, (info.st_mode & 0o7777) == mode,
-              Int(info.st_size) == content.count else { return false }
+            Int(info.st_size) == content.count
+        else { return false }
         return readWholeFile(path) == content
     }
 

@@ -3,7 +3,9 @@ public enum Base64 {
     public static func decode(_ text: String) -> [UInt8]? {
         var output: [UInt8] = []
         output.reserveCapacity(text.utf8.count * 3 / 4)
-        var accumulator: UInt32 = 0, bits = 0, padding = 0
+        var accumulator: UInt32 = 0
+        var bits = 0
+        var padding = 0
         for byte in text.utf8 {
             let value: UInt32
             switch byte {
@@ -12,7 +14,9 @@ public enum Base64 {
             case UInt8(ascii: "0")...UInt8(ascii: "9"): value = UInt32(byte - UInt8(ascii: "0")) + 52
             case UInt8(ascii: "+"): value = 62
             case UInt8(ascii: "/"): value = 63
-            case UInt8(ascii: "="): padding += 1; continue
+            case UInt8(ascii: "="):
+                padding += 1
+                continue
             case UInt8(ascii: " "), UInt8(ascii: "\n"), UInt8(ascii: "\r"), UInt8(ascii: "\t"): continue
             default: return nil
             }

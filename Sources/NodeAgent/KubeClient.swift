@@ -44,7 +44,10 @@ public final class KubeClient {
     /// The body of a GET of `path` (e.g. `/api/v1/nodes`) answered with 200.
     public func get(_ path: String, timeout: Double = 60) throws(KubeRequestError) -> [UInt8] {
         var body: [UInt8] = []
-        let sink = Sink(handle: handle) { chunk in body.append(contentsOf: chunk); return true }
+        let sink = Sink(handle: handle) { chunk in
+            body.append(contentsOf: chunk)
+            return true
+        }
         let headers = try prepare(path: path, timeout: timeout, sink: sink)
         defer { curl_slist_free_all(headers) }
         let code = withExtendedLifetime(sink) { curl_easy_perform(handle) }
@@ -63,8 +66,10 @@ public final class KubeClient {
     /// GETs `path` and hands the 200 response's body to `onData` as it arrives (returning false
     /// stops the stream). Meanwhile `onTimer` runs whenever the time `nextTimer()` returns (on
     /// the monotonic clock) has come, so periodic work goes on during a long watch.
-    public func stream(_ path: String, timeout: Double, onData: @escaping (UnsafeRawBufferPointer) -> Bool,
-                       nextTimer: () -> Double, onTimer: () -> Void) throws(KubeRequestError) -> StreamEnd {
+    public func stream(
+        _ path: String, timeout: Double, onData: @escaping (UnsafeRawBufferPointer) -> Bool,
+        nextTimer: () -> Double, onTimer: () -> Void
+    ) throws(KubeRequestError) -> StreamEnd {
         let sink = Sink(handle: handle, onData)
         let headers = try prepare(path: path, timeout: timeout, sink: sink)
         defer { curl_slist_free_all(headers) }
@@ -78,8 +83,12 @@ public final class KubeClient {
             while true {
                 curl_multi_perform(multi, &running)
                 if running == 0 { break }
-                let now = monotonicSeconds(), due = nextTimer()
-                if now >= due { onTimer(); continue }
+                let now = monotonicSeconds()
+                let due = nextTimer()
+                if now >= due {
+                    onTimer()
+                    continue
+                }
                 curl_multi_poll(multi, nil, 0, Int32(min(1000, max(1, (due - now) * 1000))), nil)
             }
             var left: Int32 = 0

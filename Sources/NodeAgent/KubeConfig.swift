@@ -34,7 +34,8 @@ public struct KubeConnection: Equatable, Sendable {
     /// service account's token and CA.
     public static func inCluster(environment: [String: String]) throws(Error) -> KubeConnection {
         guard let host = environment["KUBERNETES_SERVICE_HOST"], !host.isEmpty,
-              let port = environment["KUBERNETES_SERVICE_PORT"], !port.isEmpty else {
+            let port = environment["KUBERNETES_SERVICE_PORT"], !port.isEmpty
+        else {
             throw Error("not running in a cluster (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are unset); give --kubeconfig FILE")
         }
         var connection = KubeConnection(server: "https://\(host.contains(":") ? "[\(host)]" : host):\(port)")
@@ -86,7 +87,8 @@ public struct KubeConnection: Equatable, Sendable {
         if let userName = context["user"]?.text {
             let user = try named("users", userName, "user")
             if user["exec"] != nil || user["auth-provider"] != nil {
-                throw Error("user \"\(userName)\": exec and auth-provider credentials are not supported; use a token or a client certificate")
+                throw Error(
+                    "user \"\(userName)\": exec and auth-provider credentials are not supported; use a token or a client certificate")
             }
             connection.token = user["token"]?.text
             connection.tokenFile = path(user["tokenFile"]?.text)

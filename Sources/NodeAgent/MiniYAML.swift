@@ -53,7 +53,9 @@ public enum MiniYAML {
             if let q = quote {
                 if c == q { quote = nil }
             } else if c == "\"" || c == "'" {
-                if previous == " " || previous == ":" || previous == "-" || previous == "[" || previous == "{" || previous == "," { quote = c }
+                if previous == " " || previous == ":" || previous == "-" || previous == "[" || previous == "{" || previous == "," {
+                    quote = c
+                }
             } else if c == "#" && (previous == " " || previous == "\t") {
                 return text[..<index]
             } else if c == "#" && index == text.startIndex {
@@ -79,8 +81,11 @@ public enum MiniYAML {
                 let rest = line.text.dropFirst().drop { $0 == " " }
                 if rest.isEmpty {
                     index += 1
-                    if index < lines.count, lines[index].indent > indent { items.append(try block(indent: lines[index].indent)) }
-                    else { items.append(.null) }
+                    if index < lines.count, lines[index].indent > indent {
+                        items.append(try block(indent: lines[index].indent))
+                    } else {
+                        items.append(.null)
+                    }
                 } else if MiniYAML.keySplit(rest) != nil || rest.hasPrefix("- ") {
                     // "- key: value" opens a mapping whose further keys sit under "key".
                     lines[index].indent = indent + (line.text.count - rest.count)
@@ -117,7 +122,9 @@ public enum MiniYAML {
                         object[key] = .null
                     }
                 } else {
-                    if rawValue == "|" || rawValue == ">" || rawValue.hasPrefix("|") || rawValue.hasPrefix(">") || rawValue.hasPrefix("&") || rawValue.hasPrefix("*") {
+                    if rawValue == "|" || rawValue == ">" || rawValue.hasPrefix("|") || rawValue.hasPrefix(">") || rawValue.hasPrefix("&")
+                        || rawValue.hasPrefix("*")
+                    {
                         throw Error(line: line.number, reason: "block scalars, anchors and aliases are not supported")
                     }
                     object[key] = try MiniYAML.scalar(rawValue, line: line.number)
@@ -169,7 +176,9 @@ public enum MiniYAML {
             return .string(body)
         }
         if text.hasPrefix("{") || text.hasPrefix("[") {
-            do { return try JSONValue.parse(String(text)) } catch { throw Error(line: line, reason: "flow collections must be written as JSON: \(error)") }
+            do { return try JSONValue.parse(String(text)) } catch {
+                throw Error(line: line, reason: "flow collections must be written as JSON: \(error)")
+            }
         }
         switch text {
         case "null", "Null", "NULL", "~": return .null

@@ -98,11 +98,18 @@ public final class NodeRoutes {
             let desired = try RoutePlan.desiredRoutes(cluster: Cluster(nodes: usable + [me]), selfName: nodeName, localAddresses: [])
             let before = try sync.currentRoutes()
             let plan = RoutePlan(desired: desired, current: before)
-            guard !plan.isEmpty else { clear("apply"); return subnetReady }
+            guard !plan.isEmpty else {
+                clear("apply")
+                return subnetReady
+            }
             var failure: NetlinkError?
             do { try sync.apply(plan) } catch { failure = error }
             logChanges(before: before, after: try sync.currentRoutes(), desired: desired)
-            if let failure { report("apply", "cannot apply every route: \(failure); retrying at the next change or resync") } else { clear("apply") }
+            if let failure {
+                report("apply", "cannot apply every route: \(failure); retrying at the next change or resync")
+            } else {
+                clear("apply")
+            }
         } catch {
             report("apply", "cannot read or change the routing table: \(error)")
         }
@@ -113,7 +120,8 @@ public final class NodeRoutes {
     /// the conflist's `ipam.subnetFile` names. Written only when it differs.
     private func writeSubnetFile(_ me: ClusterNode) -> Bool {
         guard !me.podCIDRs.isEmpty else {
-            report("subnet", "node \(nodeName) has no podCIDR yet (the controller manager sets it with --allocate-node-cidrs); no subnet file")
+            report(
+                "subnet", "node \(nodeName) has no podCIDR yet (the controller manager sets it with --allocate-node-cidrs); no subnet file")
             return false
         }
         let text = me.podCIDRs.map { "\($0)\n" }.joined()
@@ -129,8 +137,10 @@ public final class NodeRoutes {
         }
     }
 
-    private func logChanges(before: [(destination: IPNetwork, gateway: IPAddress?)], after: [(destination: IPNetwork, gateway: IPAddress?)],
-                            desired: [NodeRoute]) {
+    private func logChanges(
+        before: [(destination: IPNetwork, gateway: IPAddress?)], after: [(destination: IPNetwork, gateway: IPAddress?)],
+        desired: [NodeRoute]
+    ) {
         func node(_ destination: IPNetwork) -> String { desired.first { $0.destination == destination }.map { " (\($0.node))" } ?? "" }
         func via(_ gateway: IPAddress?) -> String { gateway.map { " via \($0)" } ?? "" }
         for route in before where !after.contains(where: { $0.destination == route.destination }) {
@@ -138,7 +148,9 @@ public final class NodeRoutes {
         }
         for route in after {
             if let old = before.first(where: { $0.destination == route.destination }) {
-                if old.gateway != route.gateway { Log.line("route replaced \(route.destination)\(via(route.gateway))\(node(route.destination)), was\(via(old.gateway))") }
+                if old.gateway != route.gateway {
+                    Log.line("route replaced \(route.destination)\(via(route.gateway))\(node(route.destination)), was\(via(old.gateway))")
+                }
             } else {
                 Log.line("route added \(route.destination)\(via(route.gateway))\(node(route.destination))")
             }

@@ -11,8 +11,10 @@ public enum FileIO {
     /// silently cut. With `followSymlinks: false` a symlink is refused (ELOOP). A FIFO, device,
     /// socket or directory is refused (EINVAL) without blocking, unless `regularOnly` is false
     /// (a path given on a command line, such as `<(kubectl get nodes -o json)`, may be a pipe).
-    public static func read(_ path: String, in directory: Int32 = AT_FDCWD, limit: Int, followSymlinks: Bool = true,
-                            regularOnly: Bool = true) throws(SystemError) -> [UInt8] {
+    public static func read(
+        _ path: String, in directory: Int32 = AT_FDCWD, limit: Int, followSymlinks: Bool = true,
+        regularOnly: Bool = true
+    ) throws(SystemError) -> [UInt8] {
         let flags = O_RDONLY | O_CLOEXEC | (regularOnly ? O_NONBLOCK : 0) | (followSymlinks ? 0 : O_NOFOLLOW)
         let fd = openat(directory, path, flags)
         guard fd >= 0 else { throw SystemError("open", path: path) }

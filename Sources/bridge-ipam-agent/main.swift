@@ -40,7 +40,8 @@ do { options = try AgentOptions.parse(arguments, environment: environment) } cat
     exit(2)
 }
 do {
-    let connection = try options.kubeconfig.map { (path) throws(KubeConnection.Error) in try KubeConnection.kubeconfig(path: path) }
+    let connection =
+        try options.kubeconfig.map { (path) throws(KubeConnection.Error) in try KubeConnection.kubeconfig(path: path) }
         ?? KubeConnection.inCluster(environment: environment)
     let agent = try Agent(options: options, connection: connection, socket: try NetlinkSocket())
     exit(agent.run())

@@ -16,8 +16,12 @@ case "routes": exit(RoutesCommand.run(Array(arguments.dropFirst())))
 case let flag? where ["--version", "--help", "-h"].contains(flag) && arguments.count > 1:
     writeError("bridge-ipam: \(flag) takes no arguments\n\(usage)")
     exit(2)
-case "--version": writeOut(Usage.version); exit(0)
-case "--help", "-h": writeOut(Usage.help); exit(0)
+case "--version":
+    writeOut(Usage.version)
+    exit(0)
+case "--help", "-h":
+    writeOut(Usage.help)
+    exit(0)
 case let first?:
     writeError("bridge-ipam: unknown argument \(first)\n\(usage)")
     exit(2)

@@ -29,4 +29,3 @@ import Testing
         #expect(IPAddress("10.0.0.255")!.advanced(by: 1)?.description == "10.0.1.0")
     }
 }
-

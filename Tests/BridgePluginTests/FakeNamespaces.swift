@@ -163,10 +163,14 @@ final class FakeNamespace: NamespaceNetwork {
         if vethNamesTaken || named(pair.name) != nil || peerSide.named(pair.peerName) != nil { return nil }
         let index = newIndex()
         let peerIndex = peerSide.newIndex()
-        insert(Link(index: index, name: pair.name, flags: 1, mtu: pair.mtu ?? 1500, mac: pair.mac, master: pair.master,
-                    kind: "veth", peerIndex: peerIndex))
-        peerSide.insert(Link(index: peerIndex, name: pair.peerName, mtu: pair.mtu ?? 1500, mac: pair.peerMAC, kind: "veth",
-                             peerIndex: index))
+        insert(
+            Link(
+                index: index, name: pair.name, flags: 1, mtu: pair.mtu ?? 1500, mac: pair.mac, master: pair.master,
+                kind: "veth", peerIndex: peerIndex))
+        peerSide.insert(
+            Link(
+                index: peerIndex, name: pair.peerName, mtu: pair.mtu ?? 1500, mac: pair.peerMAC, kind: "veth",
+                peerIndex: index))
         return CreatedVeth(index: index, peerIndex: peerIndex)
     }
 
@@ -236,8 +240,9 @@ final class FakeNamespace: NamespaceNetwork {
     // MARK: - Kernel behaviour
 
     private func replace(_ link: Link, flags: UInt32? = nil, alias: String?? = nil) {
-        linksByIndex[link.index] = Link(index: link.index, name: link.name, flags: flags ?? link.flags, mtu: link.mtu, mac: link.mac,
-                                        master: link.master, kind: link.kind, peerIndex: link.peerIndex, alias: alias ?? link.alias)
+        linksByIndex[link.index] = Link(
+            index: link.index, name: link.name, flags: flags ?? link.flags, mtu: link.mtu, mac: link.mac,
+            master: link.master, kind: link.kind, peerIndex: link.peerIndex, alias: alias ?? link.alias)
     }
 
     /// Removes a link with its addresses and routes; a veth takes its peer along, wherever it is.

@@ -16,7 +16,8 @@ import Addresses
     let owner = LeaseOwner(containerID: "c1", ifname: "eth0")
 
     func config(resolvConf: String) throws -> NetworkConfig {
-        let text = #"{"cniVersion":"1.0.0","name":"net","type":"bridge-ipam","ipam":{"type":"host-local","subnet":"10.0.0.0/24","dataDir":"\#(dataDir)","resolvConf":"\#(resolvConf)"}}"#
+        let text =
+            #"{"cniVersion":"1.0.0","name":"net","type":"bridge-ipam","ipam":{"type":"host-local","subnet":"10.0.0.0/24","dataDir":"\#(dataDir)","resolvConf":"\#(resolvConf)"}}"#
         return try NetworkConfig.parse(Array(text.utf8))
     }
 
@@ -44,7 +45,12 @@ import Addresses
         #expect(failure?.code == CNIError.Code.invalidConfig.rawValue)
         #expect(leaseNames().isEmpty, "nothing was allocated")
         // The lock is free: a normal ADD and DEL go through at once.
-        let good = IPAMBackend.builtIn(try NetworkConfig.parse(Array(#"{"cniVersion":"1.0.0","name":"net","type":"bridge-ipam","ipam":{"type":"host-local","subnet":"10.0.0.0/24","dataDir":"\#(dataDir)"}}"#.utf8)).ipam, network: "net")
+        let good = IPAMBackend.builtIn(
+            try NetworkConfig.parse(
+                Array(
+                    #"{"cniVersion":"1.0.0","name":"net","type":"bridge-ipam","ipam":{"type":"host-local","subnet":"10.0.0.0/24","dataDir":"\#(dataDir)"}}"#
+                        .utf8)
+            ).ipam, network: "net")
         let outcome = try good.add(owner: owner, requested: [])
         #expect(leaseNames() == ["10.0.0.2"])
         try good.delete(owner: owner, addresses: outcome.ips.map(\.address.address))
@@ -62,7 +68,12 @@ import Addresses
     }
 
     @Test func delReleasesByPrevResultAddressesOnlyWhenOwned() throws {
-        let good = IPAMBackend.builtIn(try NetworkConfig.parse(Array(#"{"cniVersion":"1.0.0","name":"net","type":"bridge-ipam","ipam":{"type":"host-local","subnet":"10.0.0.0/24","dataDir":"\#(dataDir)"}}"#.utf8)).ipam, network: "net")
+        let good = IPAMBackend.builtIn(
+            try NetworkConfig.parse(
+                Array(
+                    #"{"cniVersion":"1.0.0","name":"net","type":"bridge-ipam","ipam":{"type":"host-local","subnet":"10.0.0.0/24","dataDir":"\#(dataDir)"}}"#
+                        .utf8)
+            ).ipam, network: "net")
         _ = try good.add(owner: owner, requested: [])
         let other = LeaseOwner(containerID: "c2", ifname: "eth0")
         _ = try good.add(owner: other, requested: [])

@@ -28,7 +28,10 @@ func lines(_ text: String?) -> [Substring] { (text ?? "").split(separator: "\n")
         let log = lines(scratch.read("plugin.log"))
         #expect(log.count == 2)
         #expect(log.first?.contains(" DEL container=ctr1 netns=\"\" ifname=eth0 network=podnet ok duration=") == true)
-        #expect(log.last?.contains(" ADD container=ctr1 netns=/run/netns/pod1 ifname=eth0 network=podnet error code=7 msg=\"invalid network configuration: ipam.subnet") == true)
+        #expect(
+            log.last?.contains(
+                " ADD container=ctr1 netns=/run/netns/pod1 ifname=eth0 network=podnet error code=7 msg=\"invalid network configuration: ipam.subnet"
+            ) == true)
         #expect(log.allSatisfy { $0.wholeMatch(of: /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z pid=\d+ .* duration=\d+\.\d{3}ms/) != nil })
         #expect(!(log.first?.contains("stdin=") ?? true))
     }
@@ -47,8 +50,10 @@ func lines(_ text: String?) -> [Substring] { (text ?? "").split(separator: "\n")
     @Test func debugAddsTheWholeStdinAndStdoutOnTheSameLine() {
         let scratch = Scratch()
         defer { scratch.remove() }
-        let text = config(version: "0.4.0", dataDir: scratch.file("leases"), extra: logging(scratch, level: "debug"), ipam: #""subnet":"bad""#)
-            .replacingFirst("{", with: "{\n  ")
+        let text = config(
+            version: "0.4.0", dataDir: scratch.file("leases"), extra: logging(scratch, level: "debug"), ipam: #""subnet":"bad""#
+        )
+        .replacingFirst("{", with: "{\n  ")
         let r = run(addVariables, text)
         let log = lines(scratch.read("plugin.log"))
         #expect(log.count == 1)
@@ -60,8 +65,10 @@ func lines(_ text: String?) -> [Substring] { (text ?? "").split(separator: "\n")
     @Test func invalidLogSettingsAreCode7() {
         let scratch = Scratch()
         defer { scratch.remove() }
-        for extra in [#""logFile":"relative.log""#, #""logFile":"/tmp/x/""#, #""logFile":7"#,
-                      logging(scratch, level: "verbose"), logging(scratch, maxSize: 10)] {
+        for extra in [
+            #""logFile":"relative.log""#, #""logFile":"/tmp/x/""#, #""logFile":7"#,
+            logging(scratch, level: "verbose"), logging(scratch, maxSize: 10),
+        ] {
             let r = run(delVariables, config(dataDir: scratch.file("leases"), extra: extra))
             #expect(r.json?["code"]?.intValue == 7, "\(extra)")
         }
@@ -95,7 +102,8 @@ func lines(_ text: String?) -> [Substring] { (text ?? "").split(separator: "\n")
         for i in 0..<100 { log.append(Array("record \(i) \(String(repeating: "x", count: 80))\n".utf8)) }
         #expect((scratch.size("plugin.log") ?? 0) <= 1024)
         #expect((scratch.size("plugin.log.1") ?? 0) <= 1024)
-        let current = lines(scratch.read("plugin.log")), previous = lines(scratch.read("plugin.log.1"))
+        let current = lines(scratch.read("plugin.log"))
+        let previous = lines(scratch.read("plugin.log.1"))
         #expect(current.last?.hasPrefix("record 99 ") == true)
         // The two files hold the newest records in order, every one whole.
         let kept = previous + current
@@ -127,16 +135,20 @@ func lines(_ text: String?) -> [Substring] { (text ?? "").split(separator: "\n")
         #expect(utc(timespec(tv_sec: 1_709_208_000, tv_nsec: 999_999_999)) == "2024-02-29T12:00:00.999Z")
         // Seconds about every 116 days from 1970 to 2128 agree with gmtime_r.
         for seconds in stride(from: 0, to: 5_000_000_000, by: 9_999_937) {
-            var t = seconds, parts = tm()
+            var t = seconds
+            var parts = tm()
             gmtime_r(&t, &parts)
-            let expected = "\(parts.tm_year + 1900)-\(padded(Int(parts.tm_mon) + 1, to: 2))-\(padded(Int(parts.tm_mday), to: 2))T"
+            let expected =
+                "\(parts.tm_year + 1900)-\(padded(Int(parts.tm_mon) + 1, to: 2))-\(padded(Int(parts.tm_mday), to: 2))T"
                 + "\(padded(Int(parts.tm_hour), to: 2)):\(padded(Int(parts.tm_min), to: 2)):\(padded(Int(parts.tm_sec), to: 2)).000Z"
             #expect(utc(timespec(tv_sec: seconds, tv_nsec: 0)) == expected)
         }
     }
 
     @Test func numbersArePaddedDecimals() {
-        for (n, width, text) in [(0, 1, "0"), (7, 3, "007"), (1234, 2, "1234"), (-5, 1, "-5"), (Int.max, 1, String(Int.max)), (Int.min, 1, String(Int.min))] {
+        for (n, width, text) in [
+            (0, 1, "0"), (7, 3, "007"), (1234, 2, "1234"), (-5, 1, "-5"), (Int.max, 1, String(Int.max)), (Int.min, 1, String(Int.min)),
+        ] {
             var line = LogLine()
             line.append(n, width: width)
             #expect(line.text == text)

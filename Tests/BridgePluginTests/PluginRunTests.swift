@@ -13,11 +13,15 @@ func run(_ variables: [String: String], _ stdin: String) -> (exitCode: Int32, st
     return (outcome.exitCode, outcome.stdout, try? JSONValue.parse(Array(outcome.stdout.utf8)))
 }
 
-func config(version: String = "1.1.0", dataDir: String = "/nonexistent", extra: String = "", ipam: String = #""subnet":"10.244.1.0/24""#) -> String {
+func config(version: String = "1.1.0", dataDir: String = "/nonexistent", extra: String = "", ipam: String = #""subnet":"10.244.1.0/24""#)
+    -> String
+{
     #"{"cniVersion":"\#(version)","name":"podnet","type":"bridge-ipam"\#(extra.isEmpty ? "" : "," + extra),"ipam":{"type":"host-local","dataDir":"\#(dataDir)",\#(ipam)}}"#
 }
 
-let addVariables = ["CNI_COMMAND": "ADD", "CNI_CONTAINERID": "ctr1", "CNI_NETNS": "/run/netns/pod1", "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin"]
+let addVariables = [
+    "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "ctr1", "CNI_NETNS": "/run/netns/pod1", "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin",
+]
 
 func with(_ variables: [String: String], _ changes: [String: String?]) -> [String: String] {
     var v = variables
@@ -30,7 +34,10 @@ func with(_ variables: [String: String], _ changes: [String: String?]) -> [Strin
         let r = run(["CNI_COMMAND": "VERSION"], #"{"cniVersion":"1.0.0"}"#)
         #expect(r.exitCode == 0)
         #expect(r.json?["cniVersion"]?.stringValue == "1.0.0")
-        #expect(r.json?["supportedVersions"]?.arrayValue?.compactMap(\.stringValue) == ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+        #expect(
+            r.json?["supportedVersions"]?.arrayValue?.compactMap(\.stringValue) == [
+                "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+            ])
     }
 
     @Test func versionWithoutInputAnswersWithTheLatest() {
@@ -110,7 +117,8 @@ func with(_ variables: [String: String], _ changes: [String: String?]) -> [Strin
         defer { scratch.remove() }
         scratch.write("fake-ipam", "#!/bin/sh\nenv > \(scratch.file("env"))\ncat > \(scratch.file("stdin"))\n", mode: 0o755)
         let stdin = #"{"cniVersion":"1.1.0","name":"podnet","type":"bridge-ipam","ipam":{"type":"fake-ipam"}}"#
-        let variables = with(addVariables, ["CNI_COMMAND": "DEL", "CNI_NETNS": nil, "CNI_PATH": scratch.path, "ONLY_IN_THE_ARGUMENT": "yes"])
+        let variables = with(
+            addVariables, ["CNI_COMMAND": "DEL", "CNI_NETNS": nil, "CNI_PATH": scratch.path, "ONLY_IN_THE_ARGUMENT": "yes"])
         let r = run(variables, stdin)
         #expect(r.exitCode == 0)
         let env = scratch.read("env") ?? ""
@@ -126,7 +134,8 @@ func with(_ variables: [String: String], _ changes: [String: String?]) -> [Strin
         defer { scratch.remove() }
         // Exits at once; the config is larger than a pipe's buffer, so our write meets EPIPE.
         scratch.write("fake-ipam", #"#!/bin/sh\#necho '{"cniVersion":"1.1.0","code":11,"msg":"busy"}'\#nexit 1\#n"#, mode: 0o755)
-        let stdin = #"{"cniVersion":"1.1.0","name":"podnet","type":"bridge-ipam","padding":"\#(String(repeating: "x", count: 256 * 1024))","ipam":{"type":"fake-ipam"}}"#
+        let stdin =
+            #"{"cniVersion":"1.1.0","name":"podnet","type":"bridge-ipam","padding":"\#(String(repeating: "x", count: 256 * 1024))","ipam":{"type":"fake-ipam"}}"#
         let r = run(with(addVariables, ["CNI_COMMAND": "DEL", "CNI_PATH": scratch.path]), stdin)
         #expect(r.json?["code"]?.intValue == 11)
     }

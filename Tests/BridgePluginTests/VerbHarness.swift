@@ -31,13 +31,16 @@ final class VerbHarness {
 
     func config(subnet: String = "10.244.1.0/24", extra: String = "", ipam: String? = nil) -> String {
         let ipamSection = ipam ?? #"{"type":"host-local","subnet":"\#(subnet)","dataDir":"\#(scratch.path)"}"#
-        return #"{"cniVersion":"1.1.0","name":"\#(network)","type":"bridge-ipam","bridge":"cni0","isGateway":true,"isDefaultGateway":true\#(extra.isEmpty ? "" : "," + extra),"ipam":\#(ipamSection)}"#
+        return
+            #"{"cniVersion":"1.1.0","name":"\#(network)","type":"bridge-ipam","bridge":"cni0","isGateway":true,"isDefaultGateway":true\#(extra.isEmpty ? "" : "," + extra),"ipam":\#(ipamSection)}"#
     }
 
     @available(*, noasync)
     @discardableResult
-    func run(_ command: String, container: String = "ctr1", ifname: String = "eth0", netns: String = VerbHarness.podPath,
-             config: String? = nil) -> Run {
+    func run(
+        _ command: String, container: String = "ctr1", ifname: String = "eth0", netns: String = VerbHarness.podPath,
+        config: String? = nil
+    ) -> Run {
         let stdin = Array((config ?? self.config()).utf8)
         let variables = EnvironmentVariables([
             "CNI_COMMAND": command, "CNI_CONTAINERID": container, "CNI_NETNS": netns, "CNI_IFNAME": ifname, "CNI_PATH": "/nonexistent",

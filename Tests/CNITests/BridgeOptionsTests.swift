@@ -15,7 +15,8 @@ import Testing
     }
 
     @Test func optionsAreRead() throws {
-        let c = try parse(config(v4 + #","enabledad":true,"macspoofchk":true,"portIsolation":true,"args":{"cni":{"mac":"02:00:00:00:00:01"}}"#))
+        let c = try parse(
+            config(v4 + #","enabledad":true,"macspoofchk":true,"portIsolation":true,"args":{"cni":{"mac":"02:00:00:00:00:01"}}"#))
         #expect(c.enableDAD && c.macSpoofCheck && c.portIsolation)
         #expect(c.argsMAC == "02:00:00:00:00:01")
     }
@@ -49,7 +50,8 @@ import Testing
     }
 
     @Test func resultsBefore030RefuseTwoAddressesOfOneFamily() {
-        let two6 = #""ipam":{"type":"host-local","ranges":[[{"subnet":"10.1.0.0/24"}],[{"subnet":"fd00:1::/64"}],[{"subnet":"fd00:2::/64"}]]}"#
+        let two6 =
+            #""ipam":{"type":"host-local","ranges":[[{"subnet":"10.1.0.0/24"}],[{"subnet":"fd00:1::/64"}],[{"subnet":"fd00:2::/64"}]]}"#
         let dual = #""ipam":{"type":"host-local","ranges":[[{"subnet":"10.1.0.0/24"}],[{"subnet":"fd00:1::/64"}]]}"#
         #expect(code(of: config(two6, version: "0.2.0")) == 1)
         #expect(code(of: config(two6, version: "0.1.0")) == 1)

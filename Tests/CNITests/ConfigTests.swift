@@ -13,7 +13,10 @@ import Addresses
 func parse(_ text: String) throws(CNIError) -> NetworkConfig { try NetworkConfig.parse(Array(text.utf8)) }
 
 func code(of text: String) -> Int? {
-    do { _ = try parse(text); return nil } catch { return error.code }
+    do {
+        _ = try parse(text)
+        return nil
+    } catch { return error.code }
 }
 
 let minimal = #"{"cniVersion":"1.1.0","name":"k8s-pod-network","type":"bridge-ipam","ipam":{"type":"host-local","subnet":"10.244.1.0/24"}}"#
@@ -29,19 +32,24 @@ let minimal = #"{"cniVersion":"1.1.0","name":"k8s-pod-network","type":"bridge-ip
     }
 
     @Test func isDefaultGatewayImpliesIsGateway() throws {
-        let c = try parse(#"{"cniVersion":"1.0.0","name":"n","ipam":{"type":"host-local","subnet":"10.244.1.0/24"},"isDefaultGateway":true}"#)
+        let c = try parse(
+            #"{"cniVersion":"1.0.0","name":"n","ipam":{"type":"host-local","subnet":"10.244.1.0/24"},"isDefaultGateway":true}"#)
         #expect(c.isGateway && c.isDefaultGateway)
     }
 
     @Test func rangesAndRoutesAreRead() throws {
-        let c = try parse(#"""
-        {"cniVersion":"1.1.0","name":"n","ipam":{"type":"host-local",
-         "ranges":[[{"subnet":"10.244.1.0/24","rangeStart":"10.244.1.10","rangeEnd":"10.244.1.20","gateway":"10.244.1.254"}],[{"subnet":"fd00::/64"}]],
-         "routes":[{"dst":"10.96.0.0/12"},{"dst":"0.0.0.0/0","gw":"10.244.1.254"}]}}
-        """#)
+        let c = try parse(
+            #"""
+            {"cniVersion":"1.1.0","name":"n","ipam":{"type":"host-local",
+             "ranges":[[{"subnet":"10.244.1.0/24","rangeStart":"10.244.1.10","rangeEnd":"10.244.1.20","gateway":"10.244.1.254"}],[{"subnet":"fd00::/64"}]],
+             "routes":[{"dst":"10.96.0.0/12"},{"dst":"0.0.0.0/0","gw":"10.244.1.254"}]}}
+            """#)
         #expect(c.ipam.rangeSets.count == 2)
         #expect(c.ipam.rangeSets[0].ranges[0].rangeStart.description == "10.244.1.10")
-        #expect(c.ipam.routes == [Route(dst: IPNetwork(cidr: "10.96.0.0/12")!), Route(dst: IPNetwork(cidr: "0.0.0.0/0")!, gw: IPAddress("10.244.1.254"))])
+        #expect(
+            c.ipam.routes == [
+                Route(dst: IPNetwork(cidr: "10.96.0.0/12")!), Route(dst: IPNetwork(cidr: "0.0.0.0/0")!, gw: IPAddress("10.244.1.254")),
+            ])
     }
 
     @Test func undecodableJSONIsCode6() {
@@ -82,7 +90,8 @@ let minimal = #"{"cniVersion":"1.1.0","name":"k8s-pod-network","type":"bridge-ip
 
     @Test func errorMessagesNameTheNestedPath() {
         do {
-            _ = try parse(#"{"cniVersion":"1.1.0","name":"n","ipam":{"type":"host-local","ranges":[[{"subnet":"10.244.1.0/24"},{"subnet":"bad"}]]}}"#)
+            _ = try parse(
+                #"{"cniVersion":"1.1.0","name":"n","ipam":{"type":"host-local","ranges":[[{"subnet":"10.244.1.0/24"},{"subnet":"bad"}]]}}"#)
             Issue.record("expected a failure")
         } catch {
             #expect(error.msg.contains("ipam.ranges[0][1].subnet"))
@@ -91,13 +100,23 @@ let minimal = #"{"cniVersion":"1.1.0","name":"k8s-pod-network","type":"bridge-ip
 
     @Test func missingIPAMOrBadBridgeNameIsCode7() {
         #expect(code(of: #"{"cniVersion":"1.1.0","name":"n"}"#) == 7)
-        #expect(code(of: #"{"cniVersion":"1.1.0","name":"n","bridge":"this-name-is-far-too-long","ipam":{"type":"host-local","subnet":"10.244.1.0/24"}}"#) == 7)
+        #expect(
+            code(
+                of:
+                    #"{"cniVersion":"1.1.0","name":"n","bridge":"this-name-is-far-too-long","ipam":{"type":"host-local","subnet":"10.244.1.0/24"}}"#
+            ) == 7)
     }
 
     @Test func ipMasqExclusionsAreValidatedAndNeedTheBuiltInIPAM() throws {
-        let c = try parse(#"{"cniVersion":"1.1.0","name":"n","ipMasq":true,"ipMasqExclude":["192.168.1.5/24"],"ipam":{"type":"host-local","subnet":"10.244.1.0/24"}}"#)
+        let c = try parse(
+            #"{"cniVersion":"1.1.0","name":"n","ipMasq":true,"ipMasqExclude":["192.168.1.5/24"],"ipam":{"type":"host-local","subnet":"10.244.1.0/24"}}"#
+        )
         #expect(c.ipMasq && c.ipMasqExclude.map(\.description) == ["192.168.1.0/24"])
-        #expect(code(of: #"{"cniVersion":"1.1.0","name":"n","ipMasq":true,"ipMasqExclude":["x"],"ipam":{"type":"host-local","subnet":"10.244.1.0/24"}}"#) == 7)
+        #expect(
+            code(
+                of:
+                    #"{"cniVersion":"1.1.0","name":"n","ipMasq":true,"ipMasqExclude":["x"],"ipam":{"type":"host-local","subnet":"10.244.1.0/24"}}"#
+            ) == 7)
         #expect(code(of: #"{"cniVersion":"1.1.0","name":"n","ipMasq":true,"ipam":{"type":"dhcp"}}"#) == 2)
     }
 
@@ -106,7 +125,10 @@ let minimal = #"{"cniVersion":"1.1.0","name":"k8s-pod-network","type":"bridge-ip
         defer { alarm(0) }
         var template = Array("/tmp/bridge-ipam-fifo-XXXXXX".utf8CString)
         let dir = String(cString: mkdtemp(&template)!)
-        defer { unlink(dir + "/subnet.env"); rmdir(dir) }
+        defer {
+            unlink(dir + "/subnet.env")
+            rmdir(dir)
+        }
         mkfifo(dir + "/subnet.env", 0o600)
         #expect(code(of: #"{"cniVersion":"1.1.0","name":"n","ipam":{"type":"host-local","subnetFile":"\#(dir)/subnet.env"}}"#) == 7)
     }
@@ -114,7 +136,8 @@ let minimal = #"{"cniVersion":"1.1.0","name":"k8s-pod-network","type":"bridge-ip
     @Test func ipMasqExclusionsTakeBothFamiliesUpToTheCap() throws {
         func config(_ count: Int) -> String {
             let list = (0..<count).map { "\"172.\(16 + $0 / 256).\($0 % 256).0/24\"" }.joined(separator: ",")
-            return #"{"cniVersion":"1.1.0","name":"n","ipMasq":true,"ipMasqExclude":["fd00:1::/64",\#(list)],"ipam":{"type":"host-local","subnet":"10.244.1.0/24"}}"#
+            return
+                #"{"cniVersion":"1.1.0","name":"n","ipMasq":true,"ipMasqExclude":["fd00:1::/64",\#(list)],"ipam":{"type":"host-local","subnet":"10.244.1.0/24"}}"#
         }
         let c = try parse(config(NetworkConfig.maxMasqueradeExclusions - 1))
         #expect(c.ipMasqExclude.first?.description == "fd00:1::/64")
@@ -131,12 +154,15 @@ let minimal = #"{"cniVersion":"1.1.0","name":"k8s-pod-network","type":"bridge-ip
     }
 
     @Test func gcAttachmentsAreRead() throws {
-        let c = try parse(#"{"cniVersion":"1.1.0","name":"n","ipam":{"type":"host-local","subnet":"10.244.1.0/24"},"cni.dev/valid-attachments":[{"containerID":"a","ifname":"eth0"}]}"#)
+        let c = try parse(
+            #"{"cniVersion":"1.1.0","name":"n","ipam":{"type":"host-local","subnet":"10.244.1.0/24"},"cni.dev/valid-attachments":[{"containerID":"a","ifname":"eth0"}]}"#
+        )
         #expect(c.validAttachments == [LeaseOwner(containerID: "a", ifname: "eth0")])
     }
 
     @Test func resolvConfIsParsed() {
-        let dns = DNS.parseResolvConf("# comment\nnameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local\noptions ndots:5\n")
+        let dns = DNS.parseResolvConf(
+            "# comment\nnameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local\noptions ndots:5\n")
         #expect(dns.nameservers == ["10.96.0.10"])
         #expect(dns.search == ["default.svc.cluster.local", "svc.cluster.local"])
         #expect(dns.options == ["ndots:5"])
@@ -151,7 +177,8 @@ extension String {
 
 @Suite struct NodeSubnetTests {
     @Test func flannelSubnetEnvGivesSubnetGatewayAndClusterCIDR() throws {
-        let node = try NodeSubnet.parse("FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n")
+        let node = try NodeSubnet.parse(
+            "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n")
         #expect(node.subnet.description == "10.244.1.0/24")
         #expect(node.gateway?.description == "10.244.1.1")
         #expect(node.clusterCIDR?.description == "10.244.0.0/16")
@@ -176,7 +203,8 @@ extension String {
         fputs("10.244.2.0/24\nfd00:10:244:2::/64\n", file)
         fclose(file)
         defer { unlink(path) }
-        let c = try parse(#"{"cniVersion":"1.1.0","name":"n","ipam":{"type":"host-local","subnetFile":"\#(path)","clusterCIDR":"10.244.0.0/16"}}"#)
+        let c = try parse(
+            #"{"cniVersion":"1.1.0","name":"n","ipam":{"type":"host-local","subnetFile":"\#(path)","clusterCIDR":"10.244.0.0/16"}}"#)
         #expect(c.ipam.rangeSets.map { $0.ranges[0].subnet.description } == ["10.244.2.0/24", "fd00:10:244:2::/64"])
     }
 
@@ -196,7 +224,15 @@ extension String {
     }
 
     @Test func aSubnetOutsideTheClusterCIDRIsCode7() {
-        #expect(code(of: #"{"cniVersion":"1.1.0","name":"n","ipam":{"type":"host-local","subnet":"10.245.1.0/24","clusterCIDR":"10.244.0.0/16"}}"#) == 7)
-        #expect(code(of: #"{"cniVersion":"1.1.0","name":"n","ipam":{"type":"host-local","subnet":"10.244.1.0/24","clusterCIDR":"10.244.0.0/16"}}"#) == nil)
+        #expect(
+            code(
+                of:
+                    #"{"cniVersion":"1.1.0","name":"n","ipam":{"type":"host-local","subnet":"10.245.1.0/24","clusterCIDR":"10.244.0.0/16"}}"#
+            ) == 7)
+        #expect(
+            code(
+                of:
+                    #"{"cniVersion":"1.1.0","name":"n","ipam":{"type":"host-local","subnet":"10.244.1.0/24","clusterCIDR":"10.244.0.0/16"}}"#
+            ) == nil)
     }
 }

@@ -5,7 +5,9 @@ func environment(_ vars: [String: String]) throws(CNIError) -> Environment {
     try Environment.parse { vars[$0] }
 }
 
-let addVars = ["CNI_COMMAND": "ADD", "CNI_CONTAINERID": "abc", "CNI_NETNS": "/run/netns/x", "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin"]
+let addVars = [
+    "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "abc", "CNI_NETNS": "/run/netns/x", "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin",
+]
 
 @Suite struct EnvironmentTests {
     @Test func aCompleteAddEnvironmentParses() throws {
@@ -27,8 +29,10 @@ let addVars = ["CNI_COMMAND": "ADD", "CNI_CONTAINERID": "abc", "CNI_NETNS": "/ru
         }
     }
 
-    @Test(arguments: [("CNI_COMMAND", "FROB"), ("CNI_CONTAINERID", "-bad"), ("CNI_CONTAINERID", "a/b"),
-                      ("CNI_IFNAME", "a-name-longer-than-15"), ("CNI_IFNAME", "a/b"), ("CNI_IFNAME", ".."), ("CNI_ARGS", "novalue")])
+    @Test(arguments: [
+        ("CNI_COMMAND", "FROB"), ("CNI_CONTAINERID", "-bad"), ("CNI_CONTAINERID", "a/b"),
+        ("CNI_IFNAME", "a-name-longer-than-15"), ("CNI_IFNAME", "a/b"), ("CNI_IFNAME", ".."), ("CNI_ARGS", "novalue"),
+    ])
     func invalidValuesAreCode4(_ name: String, _ value: String) {
         var vars = addVars
         vars[name] = value

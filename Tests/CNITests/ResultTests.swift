@@ -7,8 +7,10 @@ import Addresses
 @Suite struct ResultTests {
     var result: CNIResult {
         var r = CNIResult()
-        r.interfaces = [.init(name: "cni0", mac: "aa:bb:cc:dd:ee:01"), .init(name: "veth1234abcd", mac: "aa:bb:cc:dd:ee:02"),
-                        .init(name: "eth0", mac: "aa:bb:cc:dd:ee:03", sandbox: "/run/netns/p")]
+        r.interfaces = [
+            .init(name: "cni0", mac: "aa:bb:cc:dd:ee:01"), .init(name: "veth1234abcd", mac: "aa:bb:cc:dd:ee:02"),
+            .init(name: "eth0", mac: "aa:bb:cc:dd:ee:03", sandbox: "/run/netns/p"),
+        ]
         r.ips = [.init(address: IPNetwork(cidr: "10.244.1.2/24")!, gateway: IPAddress("10.244.1.1"), interface: 2)]
         r.routes = [Route(dst: IPNetwork(cidr: "0.0.0.0/0")!, gw: IPAddress("10.244.1.1"))]
         return r
@@ -16,7 +18,10 @@ import Addresses
 
     @Test func version1ResultHasNoIPVersionField() {
         let json = result.json(version: .v1_1_0, versionText: "1.1.0").serialized()
-        #expect(json == #"{"cniVersion":"1.1.0","interfaces":[{"name":"cni0","mac":"aa:bb:cc:dd:ee:01"},{"name":"veth1234abcd","mac":"aa:bb:cc:dd:ee:02"},{"name":"eth0","mac":"aa:bb:cc:dd:ee:03","sandbox":"/run/netns/p"}],"ips":[{"interface":2,"address":"10.244.1.2/24","gateway":"10.244.1.1"}],"routes":[{"dst":"0.0.0.0/0","gw":"10.244.1.1"}],"dns":{}}"#)
+        #expect(
+            json
+                == #"{"cniVersion":"1.1.0","interfaces":[{"name":"cni0","mac":"aa:bb:cc:dd:ee:01"},{"name":"veth1234abcd","mac":"aa:bb:cc:dd:ee:02"},{"name":"eth0","mac":"aa:bb:cc:dd:ee:03","sandbox":"/run/netns/p"}],"ips":[{"interface":2,"address":"10.244.1.2/24","gateway":"10.244.1.1"}],"routes":[{"dst":"0.0.0.0/0","gw":"10.244.1.1"}],"dns":{}}"#
+        )
     }
 
     @Test(arguments: ["0.3.0", "0.3.1", "0.4.0"])

@@ -5,7 +5,8 @@ import Testing
 /// is empty until the node's agent rewrites it, and a failing DEL makes containerd keep the pod's
 /// sandbox and network namespace (state SANDBOX_UNKNOWN) until it succeeds.
 @Suite struct SubnetFileOnDeleteTests {
-    let config = #"{"cniVersion":"1.0.0","name":"k8s-pod-network","type":"bridge-ipam","ipam":{"type":"host-local","subnetFile":"/nonexistent/podcidr","clusterCIDR":"10.244.0.0/16","dataDir":"/tmp/leases"}}"#
+    let config =
+        #"{"cniVersion":"1.0.0","name":"k8s-pod-network","type":"bridge-ipam","ipam":{"type":"host-local","subnetFile":"/nonexistent/podcidr","clusterCIDR":"10.244.0.0/16","dataDir":"/tmp/leases"}}"#
 
     @Test func deleteParsesWithoutTheSubnetFile() throws {
         let c = try NetworkConfig.parse(Array(config.utf8), subnetFileOptional: true)

@@ -50,7 +50,9 @@ func removeTree(_ path: String) {
     let dir = TemporaryDataDir()
 
     func rangeSet(_ cidr: String, start: String? = nil, end: String? = nil) throws -> RangeSet {
-        try RangeSet([IPRange(subnet: IPNetwork(cidr: cidr)!, rangeStart: start.flatMap(IPAddress.init), rangeEnd: end.flatMap(IPAddress.init))])
+        try RangeSet([
+            IPRange(subnet: IPNetwork(cidr: cidr)!, rangeStart: start.flatMap(IPAddress.init), rangeEnd: end.flatMap(IPAddress.init))
+        ])
     }
 
     func withStore<R>(_ body: (borrowing LeaseStore) throws -> R) throws -> R {

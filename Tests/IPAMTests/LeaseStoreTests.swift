@@ -31,7 +31,9 @@ import Addresses
         var inner: SystemError?
         try withStore { _ in
             do {
-                try LeaseStore.withLock(dataDir: dir.path, network: "net", failure: { $0 }) { (_: borrowing LeaseStore) throws(SystemError) in }
+                try LeaseStore.withLock(dataDir: dir.path, network: "net", failure: { $0 }) {
+                    (_: borrowing LeaseStore) throws(SystemError) in
+                }
             } catch let error as SystemError { inner = error }
         }
         #expect(inner?.errno == EDEADLK)
@@ -114,7 +116,10 @@ import Addresses
         #expect(dir.read("net", "last_reserved_ip.0") == "10.0.0.3")
         for torn in ["10.0.0.", "", "garbage\n\n", "10.0.0.2000", "10.0.0.3x"] {
             dir.write("net", "last_reserved_ip.0", torn)
-            try withStore { store in let v4 = store.lastReserved(rangeSet: 0); #expect(v4 == nil, "torn hint \(torn.debugDescription)") }
+            try withStore { store in
+                let v4 = store.lastReserved(rangeSet: 0)
+                #expect(v4 == nil, "torn hint \(torn.debugDescription)")
+            }
         }
     }
 

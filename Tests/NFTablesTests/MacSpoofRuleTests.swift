@@ -13,7 +13,9 @@ import Netlink
         #expect(a.comment != MacSpoofRule.tag(network: "podnet", containerID: "c1", ifname: "eth1"))
         #expect(a.comment != MacSpoofRule.tag(network: "podnet", containerID: "c2", ifname: "eth0"))
         // The separator keeps ("ab","c") and ("a","bc") apart.
-        #expect(MacSpoofRule.tag(network: "n", containerID: "ab", ifname: "c") != MacSpoofRule.tag(network: "n", containerID: "a", ifname: "bc"))
+        #expect(
+            MacSpoofRule.tag(network: "n", containerID: "ab", ifname: "c") != MacSpoofRule.tag(network: "n", containerID: "a", ifname: "bc")
+        )
     }
 
     @Test func theLongestTagFitsNFTablesCommentLimit() {

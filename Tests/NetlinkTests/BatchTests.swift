@@ -32,7 +32,8 @@ private func isAcknowledged(_ message: WireMessage) -> Bool { message.flags & UI
             #expect(isAcknowledged(messages.last!))
         }
         #expect(datagrams.flatMap { $0 }.map(\.sequence) == Array(1000..<1300), "every route, in order, once")
-        #expect(fake.events == ["send", "receive", "send", "receive", "send", "receive"], "each datagram's ack read before the next is sent")
+        #expect(
+            fake.events == ["send", "receive", "send", "receive", "send", "receive"], "each datagram's ack read before the next is sent")
     }
 
     @Test func largeMessagesSplitByBytes() throws {
@@ -92,7 +93,10 @@ private func isAcknowledged(_ message: WireMessage) -> Bool { message.flags & UI
         let fake = FakeTransport { datagram, _ in
             let message = Wire.messages(datagram)[0]
             let payload = Wire.i32(-EEXIST) + message.bytes + Wire.attribute(UInt16(NLMSGERR_ATTR_MSG.rawValue), string: "File exists here")
-            return [Wire.message(type: UInt16(NLMSG_ERROR), flags: UInt16(NLM_F_ACK_TLVS), sequence: message.sequence, port: Kernel.port, payload)]
+            return [
+                Wire.message(
+                    type: UInt16(NLMSG_ERROR), flags: UInt16(NLM_F_ACK_TLVS), sequence: message.sequence, port: Kernel.port, payload)
+            ]
         }
         let error = #expect(throws: NetlinkError.self) { try socket(fake).execute("create thing", type: UInt16(RTM_NEWLINK)) { _ in } }
         #expect(error?.errno == EEXIST && error?.kernelMessage == "File exists here")
@@ -121,8 +125,11 @@ private func isAcknowledged(_ message: WireMessage) -> Bool { message.flags & UI
             let message = Wire.messages(datagram)[0]
             // A late error of an earlier request (an old sequence number), then a reply addressed
             // to another socket, then ours.
-            return [Kernel.error(WireMessage(type: 24, flags: 0, sequence: 17, port: 0, payload: []), errno: EEXIST),
-                    Wire.message(type: UInt16(NLMSG_ERROR), flags: 0, sequence: message.sequence, port: 99, Wire.i32(-EPERM) + message.bytes.prefix(16))]
+            return [
+                Kernel.error(WireMessage(type: 24, flags: 0, sequence: 17, port: 0, payload: []), errno: EEXIST),
+                Wire.message(
+                    type: UInt16(NLMSG_ERROR), flags: 0, sequence: message.sequence, port: 99, Wire.i32(-EPERM) + message.bytes.prefix(16)),
+            ]
                 + Kernel.acknowledge(datagram)
         }
         try socket(fake).execute("set something", type: UInt16(RTM_NEWLINK)) { _ in }

@@ -89,8 +89,10 @@ enum Wire {
         while offset + 16 <= datagram.count {
             let length = Int(u32(at: offset))
             precondition(length >= 16 && offset + length <= datagram.count, "malformed datagram")
-            result.append(WireMessage(type: u16(at: offset + 4), flags: u16(at: offset + 6), sequence: u32(at: offset + 8),
-                                      port: u32(at: offset + 12), payload: Array(datagram[(offset + 16)..<(offset + length)])))
+            result.append(
+                WireMessage(
+                    type: u16(at: offset + 4), flags: u16(at: offset + 6), sequence: u32(at: offset + 8),
+                    port: u32(at: offset + 12), payload: Array(datagram[(offset + 16)..<(offset + length)])))
             offset += (length + 3) & ~3
         }
         return result
@@ -105,7 +107,8 @@ enum Kernel {
     /// extended-ack message when given. The request is echoed capped to its header.
     static func error(_ request: WireMessage, errno: Int32, message: String? = nil) -> [UInt8] {
         var flags = UInt16(NLM_F_CAPPED)
-        var payload = Wire.i32(-errno) + Wire.u32(UInt32(16 + request.payload.count)) + Wire.u16(request.type)
+        var payload =
+            Wire.i32(-errno) + Wire.u32(UInt32(16 + request.payload.count)) + Wire.u16(request.type)
             + Wire.u16(request.flags) + Wire.u32(request.sequence) + Wire.u32(request.port)
         if let message {
             flags |= UInt16(NLM_F_ACK_TLVS)
@@ -130,7 +133,8 @@ enum Kernel {
 
     /// A link as RTM_NEWLINK reports it (dumps, gets, echoes).
     static func link(sequence: UInt32, flags: UInt16 = 0, index: Int32, name: String, peerIndex: Int32? = nil) -> [UInt8] {
-        var payload = Wire.ifinfomsg(index: index, flags: 1) + Wire.attribute(UInt16(IFLA_IFNAME), string: name)
+        var payload =
+            Wire.ifinfomsg(index: index, flags: 1) + Wire.attribute(UInt16(IFLA_IFNAME), string: name)
             + Wire.attribute(UInt16(IFLA_MTU), u32: 1500)
         if let peerIndex { payload += Wire.attribute(UInt16(IFLA_LINK), u32: UInt32(bitPattern: peerIndex)) }
         return Wire.message(type: UInt16(RTM_NEWLINK), flags: flags, sequence: sequence, port: port, payload)

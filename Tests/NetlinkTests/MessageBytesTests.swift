@@ -23,8 +23,10 @@ private func mac(_ last: UInt8) -> MACAddress { MACAddress(bytes: [2, 0, 0, 0, 0
             // The kernel echoes the new link, then acknowledges.
             return [Kernel.link(sequence: create.sequence, index: 9, name: "veth0123abcd", peerIndex: 2)] + Kernel.acknowledge(datagram)
         }
-        let created = try socket(fake).createVethPair(VethPair(name: "veth0123abcd", mac: mac(1), peerName: "eth0", peerMAC: mac(2),
-                                                               peerNamespaceFD: 7, mtu: 1400, master: 3))
+        let created = try socket(fake).createVethPair(
+            VethPair(
+                name: "veth0123abcd", mac: mac(1), peerName: "eth0", peerMAC: mac(2),
+                peerNamespaceFD: 7, mtu: 1400, master: 3))
         #expect(created == CreatedVeth(index: 9, peerIndex: 2))
         #expect(fake.sent.count == 1, "no look-up after the echo")
         let expected = Wire.message(
@@ -34,25 +36,31 @@ private func mac(_ last: UInt8) -> MACAddress { MACAddress(bytes: [2, 0, 0, 0, 0
                 + Wire.attribute(UInt16(IFLA_ADDRESS), mac(1).bytes)
                 + Wire.attribute(UInt16(IFLA_MTU), u32: 1400)
                 + Wire.attribute(UInt16(IFLA_MASTER), u32: 3)
-                + Wire.nest(UInt16(IFLA_LINKINFO),
-                            Wire.attribute(UInt16(IFLA_INFO_KIND), string: "veth"),
-                            Wire.nest(UInt16(IFLA_INFO_DATA),
-                                      Wire.nest(UInt16(VETH_INFO_PEER),
-                                                Wire.ifinfomsg(),
-                                                Wire.attribute(UInt16(IFLA_IFNAME), string: "eth0"),
-                                                Wire.attribute(UInt16(IFLA_ADDRESS), mac(2).bytes),
-                                                Wire.attribute(UInt16(IFLA_MTU), u32: 1400),
-                                                Wire.attribute(UInt16(IFLA_NET_NS_FD), u32: 7)))))
+                + Wire.nest(
+                    UInt16(IFLA_LINKINFO),
+                    Wire.attribute(UInt16(IFLA_INFO_KIND), string: "veth"),
+                    Wire.nest(
+                        UInt16(IFLA_INFO_DATA),
+                        Wire.nest(
+                            UInt16(VETH_INFO_PEER),
+                            Wire.ifinfomsg(),
+                            Wire.attribute(UInt16(IFLA_IFNAME), string: "eth0"),
+                            Wire.attribute(UInt16(IFLA_ADDRESS), mac(2).bytes),
+                            Wire.attribute(UInt16(IFLA_MTU), u32: 1400),
+                            Wire.attribute(UInt16(IFLA_NET_NS_FD), u32: 7)))))
         #expect(fake.sent[0] == expected)
     }
 
     @Test func vethIndexesLookedUpWhenTheKernelDoesNotEcho() throws {
         let fake = FakeTransport { datagram, index in
             let message = Wire.messages(datagram)[0]
-            return index == 0 ? Kernel.acknowledge(datagram) : [Kernel.link(sequence: message.sequence, index: 9, name: "veth1", peerIndex: 2)]
+            return index == 0
+                ? Kernel.acknowledge(datagram) : [Kernel.link(sequence: message.sequence, index: 9, name: "veth1", peerIndex: 2)]
         }
-        let created = try socket(fake).createVethPair(VethPair(name: "veth1", mac: mac(1), peerName: "eth0", peerMAC: mac(2),
-                                                               peerNamespaceFD: nil, mtu: nil, master: nil))
+        let created = try socket(fake).createVethPair(
+            VethPair(
+                name: "veth1", mac: mac(1), peerName: "eth0", peerMAC: mac(2),
+                peerNamespaceFD: nil, mtu: nil, master: nil))
         #expect(created == CreatedVeth(index: 9, peerIndex: 2))
         #expect(fake.sent.count == 2)
         #expect(Wire.messages(fake.sent[1])[0].type == UInt16(RTM_GETLINK))
@@ -64,10 +72,10 @@ private func mac(_ last: UInt8) -> MACAddress { MACAddress(bytes: [2, 0, 0, 0, 0
         // Literal bytes too, so that the hand encoder and the builder cannot agree on a wrong layout.
         let golden: [UInt8] = [
             0x30, 0, 0, 0, 0x14, 0, 0x05, 0x06, 0xe8, 0x03, 0, 0, 0, 0, 0, 0,  // len 48, RTM_NEWADDR, REQUEST|ACK|EXCL|CREATE, seq 1000
-            2, 24, 0, 0, 4, 0, 0, 0,                                           // AF_INET /24, index 4
-            8, 0, 2, 0, 10, 244, 1, 5,                                         // IFA_LOCAL
-            8, 0, 1, 0, 10, 244, 1, 5,                                         // IFA_ADDRESS
-            8, 0, 4, 0, 10, 244, 1, 255,                                       // IFA_BROADCAST
+            2, 24, 0, 0, 4, 0, 0, 0,  // AF_INET /24, index 4
+            8, 0, 2, 0, 10, 244, 1, 5,  // IFA_LOCAL
+            8, 0, 1, 0, 10, 244, 1, 5,  // IFA_ADDRESS
+            8, 0, 4, 0, 10, 244, 1, 255,  // IFA_BROADCAST
         ]
         #expect(fake.sent == [golden])
         let expected = Wire.message(
@@ -82,23 +90,28 @@ private func mac(_ last: UInt8) -> MACAddress { MACAddress(bytes: [2, 0, 0, 0, 0
     @Test func routeAdd() throws {
         let fake = FakeTransport()
         try socket(fake).batch { batch in
-            NetlinkSocket.addRoute(RouteEntry(destination: IPNetwork(cidr: "0.0.0.0/0")!, gateway: IPAddress("10.244.1.1")!, outputInterface: 4),
-                                   to: &batch)
-            NetlinkSocket.addRoute(RouteEntry(destination: IPNetwork(cidr: "10.9.0.0/16")!, gateway: IPAddress("172.16.0.9")!, routeProtocol: 212),
-                                   replace: true, to: &batch)
+            NetlinkSocket.addRoute(
+                RouteEntry(destination: IPNetwork(cidr: "0.0.0.0/0")!, gateway: IPAddress("10.244.1.1")!, outputInterface: 4),
+                to: &batch)
+            NetlinkSocket.addRoute(
+                RouteEntry(destination: IPNetwork(cidr: "10.9.0.0/16")!, gateway: IPAddress("172.16.0.9")!, routeProtocol: 212),
+                replace: true, to: &batch)
         }
         let main = UInt8(RT_TABLE_MAIN.rawValue)
-        let expected = Wire.message(
-            type: UInt16(RTM_NEWROUTE), flags: request | UInt16(NLM_F_EXCL | NLM_F_CREATE), sequence: 1000,
-            Wire.rtmsg(family: UInt8(AF_INET), dstLength: 0, table: main, protocol: UInt8(RTPROT_BOOT),
-                       scope: UInt8(RT_SCOPE_UNIVERSE.rawValue), type: UInt8(RTN_UNICAST))
-                + Wire.attribute(UInt16(RTA_TABLE.rawValue), u32: UInt32(main))
-                + Wire.attribute(UInt16(RTA_GATEWAY.rawValue), [10, 244, 1, 1])
-                + Wire.attribute(UInt16(RTA_OIF.rawValue), u32: 4))
+        let expected =
+            Wire.message(
+                type: UInt16(RTM_NEWROUTE), flags: request | UInt16(NLM_F_EXCL | NLM_F_CREATE), sequence: 1000,
+                Wire.rtmsg(
+                    family: UInt8(AF_INET), dstLength: 0, table: main, protocol: UInt8(RTPROT_BOOT),
+                    scope: UInt8(RT_SCOPE_UNIVERSE.rawValue), type: UInt8(RTN_UNICAST))
+                    + Wire.attribute(UInt16(RTA_TABLE.rawValue), u32: UInt32(main))
+                    + Wire.attribute(UInt16(RTA_GATEWAY.rawValue), [10, 244, 1, 1])
+                    + Wire.attribute(UInt16(RTA_OIF.rawValue), u32: 4))
             + Wire.message(
                 type: UInt16(RTM_NEWROUTE), flags: request | ack | UInt16(NLM_F_REPLACE | NLM_F_CREATE), sequence: 1001,
-                Wire.rtmsg(family: UInt8(AF_INET), dstLength: 16, table: main, protocol: 212,
-                           scope: UInt8(RT_SCOPE_UNIVERSE.rawValue), type: UInt8(RTN_UNICAST))
+                Wire.rtmsg(
+                    family: UInt8(AF_INET), dstLength: 16, table: main, protocol: 212,
+                    scope: UInt8(RT_SCOPE_UNIVERSE.rawValue), type: UInt8(RTN_UNICAST))
                     + Wire.attribute(UInt16(RTA_TABLE.rawValue), u32: UInt32(main))
                     + Wire.attribute(UInt16(RTA_DST.rawValue), [10, 9, 0, 0])
                     + Wire.attribute(UInt16(RTA_GATEWAY.rawValue), [172, 16, 0, 9]))
@@ -111,9 +124,10 @@ private func mac(_ last: UInt8) -> MACAddress { MACAddress(bytes: [2, 0, 0, 0, 0
             NetlinkSocket.setAlias(index: 9, name: "veth1", alias: "bridge-ipam podnet ctr eth0", to: &batch)
             NetlinkSocket.setBridgePort(index: 9, name: "veth1", BridgePortSettings(hairpin: true), to: &batch)
         }
-        let expected = Wire.message(
-            type: UInt16(RTM_NEWLINK), flags: request, sequence: 1000,
-            Wire.ifinfomsg(index: 9) + Wire.attribute(UInt16(IFLA_IFALIAS), string: "bridge-ipam podnet ctr eth0"))
+        let expected =
+            Wire.message(
+                type: UInt16(RTM_NEWLINK), flags: request, sequence: 1000,
+                Wire.ifinfomsg(index: 9) + Wire.attribute(UInt16(IFLA_IFALIAS), string: "bridge-ipam podnet ctr eth0"))
             + Wire.message(
                 type: UInt16(RTM_SETLINK), flags: request | ack, sequence: 1001,
                 Wire.ifinfomsg(family: UInt8(AF_BRIDGE), index: 9)
@@ -131,10 +145,12 @@ private func mac(_ last: UInt8) -> MACAddress { MACAddress(bytes: [2, 0, 0, 0, 0
             m.put(UInt16(IFLA_IFNAME), string: "ab")
             m.nest(UInt16(IFLA_LINKINFO)) { $0.put(UInt16(IFLA_INFO_KIND), bytes: [7]) }
         }
-        #expect(fake.sent[1] == Wire.message(
-            type: UInt16(RTM_NEWLINK), flags: request | ack, sequence: 1001,
-            Wire.ifinfomsg(index: 1) + Wire.attribute(UInt16(IFLA_CARRIER), [1]) + Wire.attribute(UInt16(IFLA_IFNAME), string: "ab")
-                + Wire.nest(UInt16(IFLA_LINKINFO), Wire.attribute(UInt16(IFLA_INFO_KIND), [7]))))
+        #expect(
+            fake.sent[1]
+                == Wire.message(
+                    type: UInt16(RTM_NEWLINK), flags: request | ack, sequence: 1001,
+                    Wire.ifinfomsg(index: 1) + Wire.attribute(UInt16(IFLA_CARRIER), [1]) + Wire.attribute(UInt16(IFLA_IFNAME), string: "ab")
+                        + Wire.nest(UInt16(IFLA_LINKINFO), Wire.attribute(UInt16(IFLA_INFO_KIND), [7]))))
     }
 
     @Test func podLinkUpAndArpNotify() throws {
@@ -143,13 +159,16 @@ private func mac(_ last: UInt8) -> MACAddress { MACAddress(bytes: [2, 0, 0, 0, 0
             NetlinkSocket.setLink(index: 2, name: "eth0", up: true, to: &batch)
             NetlinkSocket.setIPv4Setting(.arpNotify, value: 1, index: 2, name: "eth0", to: &batch)
         }
-        let expected = Wire.message(type: UInt16(RTM_NEWLINK), flags: request, sequence: 1000, Wire.ifinfomsg(index: 2, flags: 1, change: 1))
+        let expected =
+            Wire.message(type: UInt16(RTM_NEWLINK), flags: request, sequence: 1000, Wire.ifinfomsg(index: 2, flags: 1, change: 1))
             + Wire.message(
                 type: UInt16(RTM_NEWLINK), flags: request | ack, sequence: 1001,
                 Wire.ifinfomsg(index: 2)
-                    + Wire.nest(UInt16(IFLA_AF_SPEC),
-                                Wire.nest(UInt16(AF_INET),
-                                          Wire.nest(UInt16(IFLA_INET_CONF), Wire.attribute(UInt16(IPV4_DEVCONF_ARP_NOTIFY), u32: 1)))))
+                    + Wire.nest(
+                        UInt16(IFLA_AF_SPEC),
+                        Wire.nest(
+                            UInt16(AF_INET),
+                            Wire.nest(UInt16(IFLA_INET_CONF), Wire.attribute(UInt16(IPV4_DEVCONF_ARP_NOTIFY), u32: 1)))))
         #expect(fake.sent == [expected])
     }
 

@@ -23,7 +23,8 @@ private let ipv4: UInt8 = 2  // NFPROTO_IPV4
         }
     }
 
-    private let rule = MasqueradeRule(network: "podnet", family: .v4, sources: [IPNetwork(cidr: "10.244.1.0/24")!], excluded: [IPNetwork(cidr: "10.244.0.0/16")!])
+    private let rule = MasqueradeRule(
+        network: "podnet", family: .v4, sources: [IPNetwork(cidr: "10.244.1.0/24")!], excluded: [IPNetwork(cidr: "10.244.0.0/16")!])
 
     @Test func aTransactionIsOneDatagramFramedByBeginAndEnd() throws {
         let fake = kernel { Kernel.acknowledge($0) }
@@ -31,7 +32,8 @@ private let ipv4: UInt8 = 2  // NFPROTO_IPV4
         #expect(try tables.ensure([rule]))
         #expect(fake.sent.count == 2, "the listing, then the whole transaction in one datagram")
         let messages = Wire.messages(fake.sent[1])
-        let begin = messages.first!, end = messages.last!
+        let begin = messages.first!
+        let end = messages.last!
         // nfgenmsg: family AF_UNSPEC, version 0, res_id NFNL_SUBSYS_NFTABLES in network order.
         #expect(begin.bytes == Wire.message(type: batchBegin, flags: UInt16(NLM_F_REQUEST), sequence: begin.sequence, [0, 0, 0, 10]))
         #expect(end.bytes == Wire.message(type: batchEnd, flags: UInt16(NLM_F_REQUEST), sequence: end.sequence, [0, 0, 0, 10]))

@@ -18,9 +18,12 @@ private let interrupted = UInt16(NLM_F_MULTI | NLM_F_DUMP_INTR)
     @Test func aDumpSplitOverDatagrams() throws {
         let fake = FakeTransport { datagram, _ in
             let seq = Wire.messages(datagram)[0].sequence
-            return [Kernel.link(sequence: seq, flags: multi, index: 1, name: "lo") + Kernel.link(sequence: seq, flags: multi, index: 2, name: "eth0"),
-                    Kernel.link(sequence: seq, flags: multi, index: 3, name: "cni0"),
-                    Kernel.done(sequence: seq)]
+            return [
+                Kernel.link(sequence: seq, flags: multi, index: 1, name: "lo")
+                    + Kernel.link(sequence: seq, flags: multi, index: 2, name: "eth0"),
+                Kernel.link(sequence: seq, flags: multi, index: 3, name: "cni0"),
+                Kernel.done(sequence: seq),
+            ]
         }
         let links = try socket(fake).links()
         #expect(links.map(\.name) == ["lo", "eth0", "cni0"])
@@ -34,8 +37,10 @@ private let interrupted = UInt16(NLM_F_MULTI | NLM_F_DUMP_INTR)
             let seq = Wire.messages(datagram)[0].sequence
             if index == 0 {
                 // The table changed while it was read: the kernel flags the messages after the change.
-                return [Kernel.link(sequence: seq, flags: multi, index: 1, name: "lo"),
-                        Kernel.link(sequence: seq, flags: interrupted, index: 7, name: "gone") + Kernel.done(sequence: seq, flags: interrupted)]
+                return [
+                    Kernel.link(sequence: seq, flags: multi, index: 1, name: "lo"),
+                    Kernel.link(sequence: seq, flags: interrupted, index: 7, name: "gone") + Kernel.done(sequence: seq, flags: interrupted),
+                ]
             }
             return [Kernel.link(sequence: seq, flags: multi, index: 1, name: "lo") + Kernel.done(sequence: seq)]
         }
@@ -56,8 +61,11 @@ private let interrupted = UInt16(NLM_F_MULTI | NLM_F_DUMP_INTR)
     @Test func aDumpThatEndsInAnErrorThrowsIt() {
         let fake = FakeTransport { datagram, _ in
             let seq = Wire.messages(datagram)[0].sequence
-            return [Wire.message(type: UInt16(NLMSG_DONE), flags: UInt16(NLM_F_MULTI | NLM_F_ACK_TLVS), sequence: seq, port: Kernel.port,
-                                 Wire.i32(-ENOENT) + Wire.attribute(UInt16(NLMSGERR_ATTR_MSG.rawValue), string: "No such table"))]
+            return [
+                Wire.message(
+                    type: UInt16(NLMSG_DONE), flags: UInt16(NLM_F_MULTI | NLM_F_ACK_TLVS), sequence: seq, port: Kernel.port,
+                    Wire.i32(-ENOENT) + Wire.attribute(UInt16(NLMSGERR_ATTR_MSG.rawValue), string: "No such table"))
+            ]
         }
         let error = #expect(throws: NetlinkError.self) { try socket(fake).links() }
         #expect(error == NetlinkError("list links", errno: ENOENT, kernelMessage: "No such table"))
@@ -69,7 +77,8 @@ private let interrupted = UInt16(NLM_F_MULTI | NLM_F_DUMP_INTR)
     }
 
     @Test func attributesAreReadInHostOrderIncludingNests() {
-        let bytes = Wire.attribute(UInt16(IFLA_MTU), u32: 0x0102_0304)
+        let bytes =
+            Wire.attribute(UInt16(IFLA_MTU), u32: 0x0102_0304)
             + Wire.nest(UInt16(IFLA_LINKINFO), Wire.attribute(UInt16(IFLA_INFO_KIND), string: "veth"))
             + Wire.attribute(UInt16(IFLA_IFNAME), string: "eth0")
             + [9, 0]  // a truncated attribute header at the end is ignored

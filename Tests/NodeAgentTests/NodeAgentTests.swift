@@ -68,7 +68,8 @@ final class MiniYAMLTests: XCTestCase {
         XCTAssertThrowsError(try MiniYAML.parse("a: b\n   c: d\n"))
         XCTAssertThrowsError(try MiniYAML.parse("a: 1\na: 2\n"))
         XCTAssertThrowsError(try KubeConnection.kubeconfig(text: "current-context: x\n", directory: "."))
-        let exec = "current-context: c\ncontexts:\n- name: c\n  context: {\"cluster\": \"k\", \"user\": \"u\"}\nclusters:\n- name: k\n  cluster: {\"server\": \"https://h\"}\nusers:\n- name: u\n  user:\n    exec: {}\n"
+        let exec =
+            "current-context: c\ncontexts:\n- name: c\n  context: {\"cluster\": \"k\", \"user\": \"u\"}\nclusters:\n- name: k\n  cluster: {\"server\": \"https://h\"}\nusers:\n- name: u\n  user:\n    exec: {}\n"
         XCTAssertThrowsError(try KubeConnection.kubeconfig(text: exec, directory: ".")) { error in
             XCTAssertTrue("\(error)".contains("exec"))
         }
@@ -90,7 +91,9 @@ final class MiniYAMLTests: XCTestCase {
 final class WatchStreamTests: XCTestCase {
     func testLinesSplitAnywhere() throws {
         var splitter = LineSplitter()
-        let stream = Array("{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\",\"resourceVersion\":\"5\"}}}\n\n{\"type\":\"BOOKMARK\",\"object\":{\"metadata\":{\"resourceVersion\":\"9\"}}}\n".utf8)
+        let stream = Array(
+            "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\",\"resourceVersion\":\"5\"}}}\n\n{\"type\":\"BOOKMARK\",\"object\":{\"metadata\":{\"resourceVersion\":\"9\"}}}\n"
+                .utf8)
         var lines: [[UInt8]] = []
         for start in stride(from: 0, to: stream.count, by: 7) {
             let chunk = Array(stream[start..<min(start + 7, stream.count)])
@@ -98,7 +101,8 @@ final class WatchStreamTests: XCTestCase {
         }
         XCTAssertEqual(lines.count, 2)
         XCTAssertFalse(splitter.hasPartialLine)
-        let first = try WatchEvent.parse(lines[0]), second = try WatchEvent.parse(lines[1])
+        let first = try WatchEvent.parse(lines[0])
+        let second = try WatchEvent.parse(lines[1])
         XCTAssertEqual(first.kind, .added)
         XCTAssertEqual(first.resourceVersion, "5")
         XCTAssertEqual(second.kind, .bookmark)
@@ -106,7 +110,9 @@ final class WatchStreamTests: XCTestCase {
     }
 
     func testExpiredEvent() throws {
-        let line = Array(#"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 1 (5)","reason":"Expired","code":410}}"#.utf8)
+        let line = Array(
+            #"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 1 (5)","reason":"Expired","code":410}}"#
+                .utf8)
         let event = try WatchEvent.parse(line)
         XCTAssertEqual(event.kind, .error)
         XCTAssertEqual(event.statusCode, 410)
@@ -119,7 +125,11 @@ final class WatchStreamTests: XCTestCase {
     }
 
     func testStatusMessages() {
-        let error = KubeClient.statusError(code: 401, body: Array(#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}"#.utf8))
+        let error = KubeClient.statusError(
+            code: 401,
+            body: Array(
+                #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}"#
+                    .utf8))
         XCTAssertEqual(error.description, "HTTP 401 Unauthorized: Unauthorized")
         XCTAssertEqual(KubeClient.statusError(code: 500, body: Array("oops\n".utf8)).description, "HTTP 500: oops")
     }
@@ -127,7 +137,8 @@ final class WatchStreamTests: XCTestCase {
 
 final class AgentOptionsTests: XCTestCase {
     func testFlags() throws {
-        let o = try AgentOptions.parse(["--kubeconfig", "k", "--install-cni", "/b", "/c", "--resync", "2.5"], environment: ["NODE_NAME": "n1"])
+        let o = try AgentOptions.parse(
+            ["--kubeconfig", "k", "--install-cni", "/b", "/c", "--resync", "2.5"], environment: ["NODE_NAME": "n1"])
         XCTAssertEqual(o.nodeName, "n1")
         XCTAssertEqual(o.installCNI?.binDir, "/b")
         XCTAssertEqual(o.installCNI?.confDir, "/c")
