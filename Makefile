@@ -20,7 +20,7 @@ TEST_DEPS      := golang-go golang-github-appc-cni-dev containerd runc busybox-s
 AGENT_TEST_DEPS := openssl curl
 BENCH_DEPS     := gcc libc6-dev iptables
 
-.PHONY: all build buildinfo static-libs hot-symbols deps unit-test integration-test test fuzz demo demo-agents demo-dualstack demo-node bench install install-agent uninstall clean
+.PHONY: all build buildinfo static-libs hot-symbols deps lint format unit-test integration-test test fuzz demo demo-agents demo-dualstack demo-node bench install install-agent uninstall clean
 
 all: build
 
@@ -101,6 +101,15 @@ integration-test: build
 	bash scripts/test-integration.sh
 
 test: unit-test integration-test
+
+# The toolchain's formatter, with the repository's .swift-format: `make format` rewrites the tree,
+# `make lint` (run by CI) fails on any difference.
+SWIFT_SOURCES  := Sources Tests Package.swift
+lint:
+	$(SWIFT) format lint --strict --recursive $(SWIFT_SOURCES)
+
+format:
+	$(SWIFT) format format --in-place --recursive $(SWIFT_SOURCES)
 
 # The reliability suite with a larger fuzz and more kills than `make test` runs (a few minutes).
 fuzz: build
