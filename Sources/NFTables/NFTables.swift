@@ -17,12 +17,6 @@ public final class NFTables {
     /// Anonymous sets are named by the kernel; within a transaction they are told apart by id.
     private var nextSetID: UInt32 = 0
 
-    /// A rule of our chain as the kernel lists it.
-    public struct ListedRule: Equatable, Sendable {
-        public var handle: UInt64
-        public var comment: String?
-    }
-
     /// Opens a netfilter netlink socket in the calling thread's namespace.
     public init() throws(NetlinkError) {
         socket = try NetlinkSocket(protocol: NETLINK_NETFILTER)
@@ -39,26 +33,17 @@ public final class NFTables {
 
     static func keyword(_ family: IPAddress.Family) -> String { family == .v4 ? "ip" : "ip6" }
 
+    /// Our NAT chain in `family`: postrouting, at srcnat priority.
+    static func chain(_ family: IPAddress.Family) -> OwnChain {
+        OwnChain(
+            family: protocolFamily(family), keyword: keyword(family), table: table, chain: chain, type: "nat",
+            hook: UInt32(NF_INET_POST_ROUTING.rawValue), priority: 100)
+    }
+
     /// Rules of our chain in `family`; none when the table or chain does not exist. Each listed
     /// rule is small (the exclusions are in a set), so listing works whatever their number.
     public func rules(family: IPAddress.Family) throws(NetlinkError) -> [ListedRule] {
-        let messages: [NetlinkMessage]
-        do {
-            messages = try socket.dump(
-                "list nftables rules of \(NFTables.keyword(family)) \(NFTables.table)", type: NFTables.messageType(NFT_MSG_GETRULE)
-            ) { m in
-                m.put(header: NFTables.header(family: NFTables.protocolFamily(family)))
-                m.put(UInt16(NFTA_RULE_TABLE.rawValue), string: NFTables.table)
-                m.put(UInt16(NFTA_RULE_CHAIN.rawValue), string: NFTables.chain)
-            }
-        } catch  where error.errno == ENOENT {
-            return []
-        }
-        return messages.compactMap { message in
-            guard let handle = message.attributes.u64BigEndian(UInt16(NFTA_RULE_HANDLE.rawValue)) else { return nil }
-            return ListedRule(
-                handle: handle, comment: message.attributes[UInt16(NFTA_RULE_USERDATA.rawValue)].flatMap(NFTables.comment(inUserData:)))
-        }
+        try NFTables.chain(family).rules(through: socket)
     }
 
     /// Whether our chains hold exactly `rules` (one current rule per source).
@@ -85,9 +70,9 @@ public final class NFTables {
         nextSetID = 0
         try transaction("set masquerade rules of \(rules[0].network)") { batch in
             for (rule, listed) in outdated {
-                NFTables.addTable(rule.family, to: &batch)
-                NFTables.addChain(rule.family, to: &batch)
-                for old in listed { NFTables.deleteRule(handle: old.handle, family: rule.family, to: &batch) }
+                let chain = NFTables.chain(rule.family)
+                chain.addTableAndChain(to: &batch)
+                for old in listed { chain.deleteRule(handle: old.handle, to: &batch) }
                 for source in rule.sources { addRule(rule, source: source, to: &batch) }
             }
         }
@@ -109,65 +94,15 @@ public final class NFTables {
         }
         guard !mine.isEmpty else { return 0 }
         try transaction("remove masquerade rules of \(network)") { batch in
-            for (family, rule) in mine { NFTables.deleteRule(handle: rule.handle, family: family, to: &batch) }
+            for (family, rule) in mine { NFTables.chain(family).deleteRule(handle: rule.handle, to: &batch) }
         }
         return mine.count
     }
 
     // MARK: - Messages
 
-    /// One nftables transaction: it must reach the kernel in a single datagram.
     private func transaction(_ operation: String, _ body: (inout NetlinkSocket.Batch) -> Void) throws(NetlinkError) {
-        try socket.batch(atomic: true) { batch in
-            batch.add("\(operation): begin", type: UInt16(NFNL_MSG_BATCH_BEGIN), acknowledged: false) { m in
-                m.put(header: NFTables.header(family: UInt8(AF_UNSPEC), resourceID: UInt16(NFNL_SUBSYS_NFTABLES)))
-            }
-            body(&batch)
-            batch.add("\(operation): end", type: UInt16(NFNL_MSG_BATCH_END), acknowledged: false) { m in
-                m.put(header: NFTables.header(family: UInt8(AF_UNSPEC), resourceID: UInt16(NFNL_SUBSYS_NFTABLES)))
-            }
-        }
-    }
-
-    static func messageType(_ message: nf_tables_msg_types) -> UInt16 {
-        UInt16(NFNL_SUBSYS_NFTABLES << 8) | UInt16(message.rawValue)
-    }
-
-    static func header(family: UInt8, resourceID: UInt16 = 0) -> nfgenmsg {
-        nfgenmsg(nfgen_family: family, version: UInt8(NFNETLINK_V0), res_id: resourceID.bigEndian)
-    }
-
-    private static func addTable(_ family: IPAddress.Family, to batch: inout NetlinkSocket.Batch) {
-        batch.add("create table \(keyword(family)) \(table)", type: messageType(NFT_MSG_NEWTABLE), flags: NLM_F_CREATE) { m in
-            m.put(header: header(family: protocolFamily(family)))
-            m.put(UInt16(NFTA_TABLE_NAME.rawValue), string: table)
-        }
-    }
-
-    private static func addChain(_ family: IPAddress.Family, to batch: inout NetlinkSocket.Batch) {
-        batch.add("create chain \(keyword(family)) \(table) \(chain)", type: messageType(NFT_MSG_NEWCHAIN), flags: NLM_F_CREATE) { m in
-            m.put(header: header(family: protocolFamily(family)))
-            let c = nftnl_chain_alloc()!
-            defer { nftnl_chain_free(c) }
-            nftnl_chain_set_str(c, UInt16(NFTNL_CHAIN_TABLE.rawValue), table)
-            nftnl_chain_set_str(c, UInt16(NFTNL_CHAIN_NAME.rawValue), chain)
-            nftnl_chain_set_str(c, UInt16(NFTNL_CHAIN_TYPE.rawValue), "nat")
-            nftnl_chain_set_u32(c, UInt16(NFTNL_CHAIN_HOOKNUM.rawValue), UInt32(NF_INET_POST_ROUTING.rawValue))
-            nftnl_chain_set_s32(c, UInt16(NFTNL_CHAIN_PRIO.rawValue), 100)  // srcnat
-            m.withHeader { nftnl_chain_nlmsg_build_payload($0, c) }
-        }
-    }
-
-    private static func deleteRule(handle: UInt64, family: IPAddress.Family, to batch: inout NetlinkSocket.Batch) {
-        batch.add("delete rule \(keyword(family)) \(handle)", type: messageType(NFT_MSG_DELRULE)) { m in
-            m.put(header: header(family: protocolFamily(family)))
-            let r = nftnl_rule_alloc()!
-            defer { nftnl_rule_free(r) }
-            nftnl_rule_set_str(r, UInt16(NFTNL_RULE_TABLE.rawValue), table)
-            nftnl_rule_set_str(r, UInt16(NFTNL_RULE_CHAIN.rawValue), chain)
-            nftnl_rule_set_u64(r, UInt16(NFTNL_RULE_HANDLE.rawValue), handle)
-            m.withHeader { nftnl_rule_nlmsg_build_payload($0, r) }
-        }
+        try OwnChain.transaction(operation, through: socket, body)
     }
 
     /// Where the source and destination addresses sit in the network header.
@@ -197,10 +132,10 @@ public final class NFTables {
             nftnl_set_set_u32(set, UInt16(NFTNL_SET_KEY_TYPE.rawValue), family == .v4 ? 7 : 8)
             nftnl_set_set_u32(set, UInt16(NFTNL_SET_KEY_LEN.rawValue), offsets.length)
             batch.add(
-                "create the exclusion set of \(rule.nftSyntax(source: source))", type: NFTables.messageType(NFT_MSG_NEWSET),
+                "create the exclusion set of \(rule.nftSyntax(source: source))", type: OwnChain.messageType(NFT_MSG_NEWSET),
                 flags: NLM_F_CREATE
             ) { m in
-                m.put(header: NFTables.header(family: NFTables.protocolFamily(family)))
+                m.put(header: OwnChain.header(family: NFTables.protocolFamily(family)))
                 m.withHeader { nftnl_set_nlmsg_build_payload($0, set) }
             }
             // An interval is its first address, and the address after its last flagged as an end.
@@ -209,21 +144,13 @@ public final class NFTables {
                 if let end = interval.end { NFTables.addElement(end, end: true, to: set) }
             }
             batch.add(
-                "fill the exclusion set (\(intervals.count) intervals)", type: NFTables.messageType(NFT_MSG_NEWSETELEM), flags: NLM_F_CREATE
+                "fill the exclusion set (\(intervals.count) intervals)", type: OwnChain.messageType(NFT_MSG_NEWSETELEM), flags: NLM_F_CREATE
             ) { m in
-                m.put(header: NFTables.header(family: NFTables.protocolFamily(family)))
+                m.put(header: OwnChain.header(family: NFTables.protocolFamily(family)))
                 m.withHeader { nftnl_set_elems_nlmsg_build_payload($0, set) }
             }
         }
-        batch.add(
-            "add rule \(rule.nftSyntax(source: source))", type: NFTables.messageType(NFT_MSG_NEWRULE), flags: NLM_F_CREATE | NLM_F_APPEND
-        ) { m in
-            m.put(header: NFTables.header(family: NFTables.protocolFamily(family)))
-            let r = nftnl_rule_alloc()!
-            defer { nftnl_rule_free(r) }
-            nftnl_rule_set_u32(r, UInt16(NFTNL_RULE_FAMILY.rawValue), UInt32(NFTables.protocolFamily(family)))
-            nftnl_rule_set_str(r, UInt16(NFTNL_RULE_TABLE.rawValue), NFTables.table)
-            nftnl_rule_set_str(r, UInt16(NFTNL_RULE_CHAIN.rawValue), NFTables.chain)
+        NFTables.chain(family).addRule("add rule \(rule.nftSyntax(source: source))", to: &batch) { r in
             NFTables.matchAddress(r, offset: offsets.source, network: source)  // saddr
             if !intervals.isEmpty {
                 NFTables.loadPayload(r, offset: offsets.destination, length: offsets.length)  // daddr
@@ -235,11 +162,7 @@ public final class NFTables {
                 nftnl_rule_add_expr(r, lookup)
             }
             nftnl_rule_add_expr(r, nftnl_expr_alloc("masq"))
-            let userData = nftnl_udata_buf_alloc(UInt32(NFT_USERDATA_MAXLEN))!
-            defer { nftnl_udata_buf_free(userData) }
-            _ = nftnl_udata_put_strz(userData, UInt8(NFTNL_UDATA_RULE_COMMENT.rawValue), rule.comment)
-            nftnl_rule_set_data(r, UInt16(NFTNL_RULE_USERDATA.rawValue), nftnl_udata_buf_data(userData), nftnl_udata_buf_len(userData))
-            m.withHeader { nftnl_rule_nlmsg_build_payload($0, r) }
+            OwnChain.setComment(rule.comment, on: r)
         }
     }
 
@@ -281,20 +204,5 @@ public final class NFTables {
         nftnl_expr_set_u32(cmp, UInt16(NFTNL_EXPR_CMP_OP), UInt32(NFT_CMP_EQ.rawValue))
         network.network.bytes.withUnsafeBytes { _ = nftnl_expr_set(cmp, UInt16(NFTNL_EXPR_CMP_DATA), $0.baseAddress, length) }
         nftnl_rule_add_expr(rule, cmp)
-    }
-
-    /// The comment in a rule's user data: TLVs of (type: u8, length: u8, value).
-    static func comment(inUserData bytes: [UInt8]) -> String? {
-        var i = 0
-        while i + 2 <= bytes.count {
-            let type = bytes[i]
-            let length = Int(bytes[i + 1])
-            guard i + 2 + length <= bytes.count else { return nil }
-            if type == UInt8(NFTNL_UDATA_RULE_COMMENT.rawValue) {
-                return String(decoding: bytes[(i + 2)..<(i + 2 + length)].prefix { $0 != 0 }, as: UTF8.self)
-            }
-            i += 2 + length
-        }
-        return nil
     }
 }

@@ -58,7 +58,7 @@ func ip(_ s: String) -> IPAddress { IPAddress(s)! }
 
     @Test func userDataCommentIsRead() {
         let bytes: [UInt8] = [0, 4] + Array("abc".utf8) + [0]
-        #expect(NFTables.comment(inUserData: bytes) == "abc")
-        #expect(NFTables.comment(inUserData: [1, 2, 9, 9]) == nil)
+        #expect(OwnChain.comment(inUserData: bytes) == "abc")
+        #expect(OwnChain.comment(inUserData: [1, 2, 9, 9]) == nil)
     }
 }
