@@ -57,6 +57,7 @@ enum IPAMBackend {
                     for allocation in allocations { try? store.release(allocation.address) }
                     throw error
                 }
+                store.recordHolder(owner, of: allocations.map(\.address))
                 return allocations
             }
             outcome.ips = allocations.map {
@@ -85,20 +86,19 @@ enum IPAMBackend {
         }
     }
 
-    /// Releases the attachment's addresses; succeeds when there are none. `addresses` (from a
-    /// DEL's prevResult, or what a failed ADD allocated) are released by name, each only if its
-    /// lease names `owner`, so the cost does not grow with the number of leases; without them,
-    /// or when none of them is ours, every lease file is read. With `masquerade` the network's
-    /// rule goes with its last lease, under the same lock.
+    /// Releases the attachment's addresses; succeeds when there are none. The store's index and
+    /// `addresses` (from a DEL's prevResult, or what a failed ADD allocated) name them, and each
+    /// is released only if its lease names `owner`, so the cost does not grow with the number of
+    /// leases; only after another writer changed the directory is every lease file read, once
+    /// (see `LeaseStore`). With `masquerade` the network's rule goes with its last lease, under
+    /// the same lock.
     func delete(owner: LeaseOwner, addresses: [IPAddress] = [], masquerade: Masquerade? = nil) throws(CNIError) {
         switch self {
         case .builtIn(let ipam, let network):
             try ipam.withLeases(network: network) { (store) throws(CNIError) in
                 let leasesRemain: Bool
                 do throws(SystemError) {
-                    if try store.release(addresses, ifOwnedBy: owner).isEmpty {
-                        try store.release(owner: owner)
-                    }
+                    try store.release(owner: owner, hinted: addresses)
                     leasesRemain = masquerade == nil ? true : try store.hasLeases()
                 } catch { throw .store(error) }
                 if !leasesRemain { try masquerade?.remove() }
