@@ -297,7 +297,9 @@ public struct LeaseStore: ~Copyable {
         var changed = unlinkat(directoryFD, LeaseStore.temporaryName, 0) == 0
         let names = LeaseStore.entryNames(owner)
         var candidates = hinted
-        for name in names { candidates += readEntry(name) ?? [] }
+        for name in names {
+            for ip in readEntry(name) ?? [] where !candidates.contains(ip) { candidates.append(ip) }
+        }
         let released = try release(candidates, ifOwnedBy: owner)
         if released.isEmpty && !indexWasComplete { return try release(owner: owner).released }
         var consistent = true
