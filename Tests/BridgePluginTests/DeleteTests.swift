@@ -150,6 +150,26 @@ import Netlink
         #expect(h.lockIsFree)
     }
 
+    @Test func statusIs50WhileTheSubnetFileIsMissingOrEmptyAnd7WhenMalformed() {
+        let h = VerbHarness()
+        let path = h.scratch.file("podcidr")
+        let config = h.config(ipam: #"{"type":"host-local","subnetFile":"\#(path)","dataDir":"\#(h.scratch.path)"}"#)
+        let missing = h.run("STATUS", config: config)
+        #expect(missing.code == 50, "\(h.result(of: missing))")
+        #expect(missing.json?["msg"]?.stringValue == "the node's subnet file \(path) does not exist")
+        #expect(h.run("ADD", config: config).code == 7, "ADD still says config error")
+        for empty in ["", " \n\n"] {
+            h.scratch.write("podcidr", empty)
+            let r = h.run("STATUS", config: config)
+            #expect(
+                r.code == 50 && r.json?["msg"]?.stringValue?.hasSuffix("is empty") == true, "\(empty.debugDescription): \(h.result(of: r))")
+        }
+        h.scratch.write("podcidr", "10.244.1.0/33\n")
+        #expect(h.run("STATUS", config: config).code == 7, "a malformed file is a config error")
+        h.scratch.write("podcidr", "10.244.1.0/24\n")
+        #expect(h.run("STATUS", config: config).exitCode == 0)
+    }
+
     @Test func statusIs50WhenTheBridgeNameIsTakenByAnotherDevice() {
         let h = VerbHarness()
         #expect(h.run("STATUS").exitCode == 0)
