@@ -19,6 +19,9 @@ public struct Link: Sendable, Equatable {
     public let peerIndex: Int32?
     /// `IFLA_IFALIAS`: a free-form label (we tag host veths with their attachment).
     public let alias: String?
+    /// A bridge port's hairpin and isolation flags (`IFLA_INFO_SLAVE_DATA`); nil when the link is
+    /// not a bridge port, or the kernel did not say.
+    public let bridgePort: BridgePortSettings?
 
     public var isUp: Bool { flags & UInt32(IFF_UP) != 0 }
     public var isPromiscuous: Bool { flags & UInt32(IFF_PROMISC) != 0 }
@@ -26,7 +29,7 @@ public struct Link: Sendable, Equatable {
     /// A link as a test's fake kernel describes it.
     public init(
         index: Int32, name: String, flags: UInt32 = 0, mtu: UInt32 = 1500, mac: MACAddress? = nil, master: Int32? = nil,
-        kind: String? = nil, peerIndex: Int32? = nil, alias: String? = nil
+        kind: String? = nil, peerIndex: Int32? = nil, alias: String? = nil, bridgePort: BridgePortSettings? = nil
     ) {
         self.index = index
         self.name = name
@@ -37,6 +40,7 @@ public struct Link: Sendable, Equatable {
         self.kind = kind
         self.peerIndex = peerIndex
         self.alias = alias
+        self.bridgePort = bridgePort
     }
 
     init(_ message: NetlinkMessage) {
@@ -48,9 +52,16 @@ public struct Link: Sendable, Equatable {
         mtu = attrs.u32(UInt16(IFLA_MTU)) ?? 0
         mac = attrs[UInt16(IFLA_ADDRESS)].flatMap(MACAddress.init(bytes:))
         master = attrs.u32(UInt16(IFLA_MASTER)).map { Int32(bitPattern: $0) }
-        kind = attrs.nested(UInt16(IFLA_LINKINFO))?.string(UInt16(IFLA_INFO_KIND))
+        let linkInfo = attrs.nested(UInt16(IFLA_LINKINFO))
+        kind = linkInfo?.string(UInt16(IFLA_INFO_KIND))
         peerIndex = attrs.u32(UInt16(IFLA_LINK)).map { Int32(bitPattern: $0) }
         alias = attrs.string(UInt16(IFLA_IFALIAS))
+        if let linkInfo, linkInfo.string(UInt16(IFLA_INFO_SLAVE_KIND)) == "bridge", let port = linkInfo.nested(UInt16(IFLA_INFO_SLAVE_DATA)) {
+            bridgePort = BridgePortSettings(
+                hairpin: port.u8(UInt16(IFLA_BRPORT_MODE)).map { $0 != 0 }, isolated: port.u8(UInt16(IFLA_BRPORT_ISOLATED)).map { $0 != 0 })
+        } else {
+            bridgePort = nil
+        }
     }
 }
 
@@ -297,7 +308,7 @@ public enum IPv4DeviceSetting: CustomStringConvertible, Sendable {
 }
 
 /// Flags of a bridge port (IFLA_PROTINFO of an AF_BRIDGE RTM_SETLINK).
-public struct BridgePortSettings: Sendable, CustomStringConvertible {
+public struct BridgePortSettings: Sendable, Equatable, CustomStringConvertible {
     /// Hairpin: frames may leave through the port they came in by.
     public var hairpin: Bool?
     /// Isolated: the port exchanges frames only with ports that are not isolated (the bridge
