@@ -56,7 +56,8 @@ public struct Link: Sendable, Equatable {
         kind = linkInfo?.string(UInt16(IFLA_INFO_KIND))
         peerIndex = attrs.u32(UInt16(IFLA_LINK)).map { Int32(bitPattern: $0) }
         alias = attrs.string(UInt16(IFLA_IFALIAS))
-        if let linkInfo, linkInfo.string(UInt16(IFLA_INFO_SLAVE_KIND)) == "bridge", let port = linkInfo.nested(UInt16(IFLA_INFO_SLAVE_DATA)) {
+        if let linkInfo, linkInfo.string(UInt16(IFLA_INFO_SLAVE_KIND)) == "bridge", let port = linkInfo.nested(UInt16(IFLA_INFO_SLAVE_DATA))
+        {
             bridgePort = BridgePortSettings(
                 hairpin: port.u8(UInt16(IFLA_BRPORT_MODE)).map { $0 != 0 }, isolated: port.u8(UInt16(IFLA_BRPORT_ISOLATED)).map { $0 != 0 })
         } else {
