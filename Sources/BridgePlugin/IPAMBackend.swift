@@ -57,6 +57,11 @@ enum IPAMBackend {
                     for allocation in allocations { try? store.release(allocation.address) }
                     throw error
                 }
+                for allocation in allocations {
+                    if let gateway = allocation.range.gateway {
+                        store.recordGateway(IPNetwork(address: gateway, prefixLength: allocation.range.subnet.prefixLength)!)
+                    }
+                }
                 store.recordHolder(owner, of: allocations.map(\.address))
                 return allocations
             }
@@ -92,15 +97,19 @@ enum IPAMBackend {
     /// leases; only after another writer changed the directory is every lease file read, once
     /// (see `LeaseStore`). With `masquerade` the network's rule goes with its last lease, under
     /// the same lock.
-    func delete(owner: LeaseOwner, addresses: [IPAddress] = [], masquerade: Masquerade? = nil) throws(CNIError) {
+    /// `formerGateways` retires, under the same lock, the bridge address of a former pod subnet
+    /// (a podCIDR change) once its last lease is gone.
+    func delete(
+        owner: LeaseOwner, addresses: [IPAddress] = [], masquerade: Masquerade? = nil, formerGateways: FormerGateways? = nil
+    ) throws(CNIError) {
         switch self {
         case .builtIn(let ipam, let network):
             try ipam.withLeases(network: network) { (store) throws(CNIError) in
+                let released: [IPAddress]
+                do throws(SystemError) { released = try store.release(owner: owner, hinted: addresses) } catch { throw .store(error) }
+                try formerGateways?.retire(after: released, store: store)
                 let leasesRemain: Bool
-                do throws(SystemError) {
-                    try store.release(owner: owner, hinted: addresses)
-                    leasesRemain = masquerade == nil ? true : try store.hasLeases()
-                } catch { throw .store(error) }
+                do throws(SystemError) { leasesRemain = masquerade == nil ? true : try store.hasLeases() } catch { throw .store(error) }
                 if !leasesRemain { try masquerade?.remove() }
             }
         case .delegated(let plugin): _ = try plugin.run(command: .del)

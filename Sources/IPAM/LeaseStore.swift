@@ -59,6 +59,7 @@ public struct LeaseStore: ~Copyable {
     static let temporaryName = ".lease.tmp"
     static let probeName = ".probe.tmp"
     static let indexPrefix = ".by."
+    static let gatewayPrefix = ".gateway."
     static let indexTargetPrefix = "ips="
     static let indexRecordPrefix = "bridge-ipam lease index complete at directory mtime "
 
@@ -408,6 +409,41 @@ public struct LeaseStore: ~Copyable {
             released.append(ip)
         }
         return released
+    }
+
+    /// Records that a range's gateway (with its subnet's prefix) serves this network, so that
+    /// after a podCIDR change the bridge address it left can be told from someone else's: a
+    /// dangling symlink `.gateway.<ip>` -> `<ip>/<prefix>`. One `fstatat` once recorded; a failure
+    /// only loses the record.
+    public func recordGateway(_ gateway: IPNetwork) {
+        let name = LeaseStore.gatewayPrefix + gateway.address.description
+        var info = stat()
+        guard fstatat(directoryFD, name, &info, AT_SYMLINK_NOFOLLOW) != 0 else { return }
+        symlinkat(gateway.description, directoryFD, name)
+    }
+
+    /// Whether `gateway` is one that `recordGateway` recorded.
+    public func isRecordedGateway(_ gateway: IPNetwork) -> Bool {
+        var buffer = [CChar](repeating: 0, count: 64)
+        let name = LeaseStore.gatewayPrefix + gateway.address.description
+        let count = buffer.withUnsafeMutableBufferPointer { readlinkat(directoryFD, name, $0.baseAddress!, $0.count) }
+        guard count > 0, count < buffer.count else { return false }
+        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self) == gateway.description
+    }
+
+    /// Drops the record of a gateway that no longer serves.
+    public func forgetGateway(_ gateway: IPNetwork) {
+        unlinkat(directoryFD, LeaseStore.gatewayPrefix + gateway.address.description, 0)
+    }
+
+    /// Whether any lease lies in `subnet`, from the names alone (no lease file is opened).
+    public func hasLease(in subnet: IPNetwork) throws(SystemError) -> Bool {
+        var found = false
+        try forEachName { name in
+            found = IPAddress(name).map(subnet.contains) ?? false
+            return !found
+        }
+        return found
     }
 
     /// The last address handed out from range set `index`, or nil when unknown or unreadable
