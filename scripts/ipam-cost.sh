@@ -3,9 +3,8 @@
 # without prevResult, for this build or several binaries side by side (interleaved):
 #   bash scripts/ipam-cost.sh [RUNS] [NAME=BINARY ...]     (default: this build, 20 runs)
 # valgrind cannot read the static Swift binary's debug info: it measures stripped copies.
-source "$(dirname "$0")/lib.sh"
 RUN=${RUN:-p22c$$}
-RUN_DIR=/tmp/$RUN PLUGIN_DIR=/tmp/$RUN/bin DATA_DIR=/tmp/$RUN/leases
+source "$(dirname "$0")/lib.sh"
 RUNS=${1:-20}
 shift $(($# > 0 ? 1 : 0))
 setup_run

@@ -2,9 +2,8 @@
 # The lease index (issue 22 item 2): DEL without prevResult opens no lease but its own while the
 # index is complete, and still finds the leases that the reference host-local wrote into the same
 # directory (and host-local still finds ours).
-source "$(dirname "$0")/lib.sh"
 RUN=${RUN:-p22i$$}
-RUN_DIR=/tmp/$RUN PLUGIN_DIR=/tmp/$RUN/bin DATA_DIR=/tmp/$RUN/leases
+source "$(dirname "$0")/lib.sh"
 setup_run
 new_ns node
 new_ns a
