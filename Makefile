@@ -18,7 +18,7 @@ TEST_DEPS      := golang-go golang-github-appc-cni-dev containerd runc busybox-s
 # The node agent's tests: a stand-in API server with a CA made by openssl, driven with curl and
 # checked with kubectl (Debian's kubernetes-client when no kubectl is installed).
 AGENT_TEST_DEPS := openssl curl
-BENCH_DEPS     := gcc libc6-dev iptables
+BENCH_DEPS     := gcc libc6-dev iptables valgrind
 
 .PHONY: all build buildinfo static-libs hot-symbols deps lint format unit-test integration-test test fuzz demo demo-agents demo-dualstack demo-node bench install install-agent uninstall clean
 
