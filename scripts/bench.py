@@ -236,6 +236,8 @@ def clear_fillers(which):
     directory = os.path.join(DATA_DIR, f"bench-{which}")
     for name in os.listdir(directory):
         path = os.path.join(directory, name)
+        if not os.path.isfile(path) or os.path.islink(path):
+            continue  # our index entries and gateway records are dangling symlinks
         with open(path, "rb") as f:
             if f.read().startswith(b"filler-"):
                 os.unlink(path)
