@@ -75,6 +75,7 @@ struct Bridge {
                 }
             }
             try node.addAddress(gateway, index: bridge.index, options: AddressOptions(skipDuplicateDetection: true), tolerateExisting: true)
+            FormerGateways(config: config).record(gateway)
         }
         try node.enableForwarding(
             ipv4: gateways.contains { $0.address.family == .v4 }, ipv6: gateways.contains { $0.address.family == .v6 })

@@ -9,8 +9,9 @@ import SystemIO
 ///
 /// - ADD puts the new gateway on the bridge beside the old one instead of failing with code 103:
 ///   an IPv4 address that conflicts with the gateway is a *former gateway* when it is the gateway
-///   of a subnet this network served (recorded in the lease directory by the ADD that used it, or,
-///   for bridges set up before the record existed, when leases still lie in its subnet). It stays
+///   of a subnet this network served (recorded in the lease directory by the ADD that put it on
+///   the bridge, or, for bridges set up before the record existed, when leases still lie in its
+///   subnet). It stays
 ///   while leases lie in its subnet, and is removed when none do. Anything else on the bridge is
 ///   still a conflict (code 103, or replaced with `forceAddress`), as in the reference plugin.
 /// - DEL releases leases by owner, wherever they lie; when it released an address outside every
@@ -34,6 +35,14 @@ struct FormerGateways {
         case retire
         /// Not ours: code 103 as before (or replaced with `forceAddress`).
         case conflict
+    }
+
+    /// Records a gateway just put on the bridge (see `LeaseStore.recordGateway`): rare, once per
+    /// subnet and bridge, so it takes the lease lock again rather than costing every ADD a look.
+    /// Best effort: without the record, a former gateway is still known by its leases.
+    func record(_ gateway: IPNetwork) {
+        guard config.ipam.isBuiltIn else { return }
+        try? config.ipam.withLeases(network: config.name) { (store) throws(CNIError) in store.recordGateway(gateway) }
     }
 
     /// Decides under the lease lock (ADD calls it outside the lock, only when a conflict exists).

@@ -57,11 +57,6 @@ enum IPAMBackend {
                     for allocation in allocations { try? store.release(allocation.address) }
                     throw error
                 }
-                for allocation in allocations {
-                    if let gateway = allocation.range.gateway {
-                        store.recordGateway(IPNetwork(address: gateway, prefixLength: allocation.range.subnet.prefixLength)!)
-                    }
-                }
                 store.recordHolder(owner, of: allocations.map(\.address))
                 return allocations
             }

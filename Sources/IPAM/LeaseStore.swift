@@ -100,7 +100,7 @@ public struct LeaseStore: ~Copyable {
         (directoryFD, lockFD) = descriptors
         self.directory = directory
         let record = LeaseStore.indexRecord(descriptors.directory)
-        indexWasComplete = record != nil && LeaseStore.readRecord(descriptors.lock) == record
+        indexWasComplete = record.map { LeaseStore.lockFile(descriptors.lock, startsWith: $0) } ?? false
     }
 
     /// The directory's and the locked lock file's descriptors.
@@ -319,9 +319,14 @@ public struct LeaseStore: ~Copyable {
     /// cannot (a name too long for the file system, no space), the index is left incomplete.
     public func recordHolder(_ owner: LeaseOwner, of addresses: [IPAddress]) {
         guard let name = LeaseStore.entryNames(owner).first else { return }
-        var ips = readEntry(name) ?? []
-        ips += addresses.filter { !ips.contains($0) }
-        if writeEntry(name, ips) && indexWasComplete { markIndexComplete() }
+        // Usually there is none yet: one symlinkat. An entry of an earlier ADD is merged.
+        var written = symlinkat(LeaseStore.indexTarget(addresses), directoryFD, name) == 0
+        if !written && errno == EEXIST {
+            var ips = readEntry(name) ?? []
+            for ip in addresses where !ips.contains(ip) { ips.append(ip) }
+            written = writeEntry(name, ips)
+        }
+        if written && indexWasComplete { markIndexComplete() }
     }
 
     /// The index entries that can list `owner`'s leases: its own, and its container ID's alone
@@ -345,8 +350,17 @@ public struct LeaseStore: ~Copyable {
     private func writeEntry(_ name: String, _ ips: [IPAddress]) -> Bool {
         guard unlinkat(directoryFD, name, 0) == 0 || errno == ENOENT else { return false }
         if ips.isEmpty { return true }
-        let target = LeaseStore.indexTargetPrefix + ips.map(\.description).joined(separator: ",")
-        return symlinkat(target, directoryFD, name) == 0
+        return symlinkat(LeaseStore.indexTarget(ips), directoryFD, name) == 0
+    }
+
+    /// "ips=10.244.1.5,fd00::5"
+    private static func indexTarget(_ ips: [IPAddress]) -> String {
+        var target = indexTargetPrefix
+        for (i, ip) in ips.enumerated() {
+            if i > 0 { target += "," }
+            target += ip.description
+        }
+        return target
     }
 
     /// Makes the index list exactly the owners of `leases` and, when every entry could be
@@ -371,19 +385,38 @@ public struct LeaseStore: ~Copyable {
         if complete { markIndexComplete() }
     }
 
-    /// What the lock file says while the index is complete: the directory's mtime.
-    private static func indexRecord(_ directoryFD: Int32) -> String? {
+    /// What the lock file says while the index is complete: the directory's mtime, as text
+    /// ("bridge-ipam lease index complete at directory mtime SECONDS.NANOSECONDS\n"). Bytes
+    /// written by hand: every ADD and DEL reads it, and String interpolation of two integers cost
+    /// more than the rest of the comparison.
+    private static func indexRecord(_ directoryFD: Int32) -> [UInt8]? {
         var info = stat()
         guard fstat(directoryFD, &info) == 0 else { return nil }
-        return indexRecordPrefix + "\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)\n"
+        var bytes = Array(indexRecordPrefix.utf8)
+        bytes.reserveCapacity(bytes.count + 32)
+        appendDecimal(Int(info.st_mtim.tv_sec), to: &bytes)
+        bytes.append(UInt8(ascii: "."))
+        appendDecimal(Int(info.st_mtim.tv_nsec), to: &bytes)
+        bytes.append(UInt8(ascii: "\n"))
+        return bytes
     }
 
-    /// The lock file's first line (host-local never writes the lock file).
-    private static func readRecord(_ lockFD: Int32) -> String? {
-        var buffer = [UInt8](repeating: 0, count: 128)
-        let count = buffer.withUnsafeMutableBufferPointer { pread(lockFD, $0.baseAddress, $0.count, 0) }
-        guard count > 0, let end = buffer[..<count].firstIndex(of: 0x0A) else { return nil }
-        return String(decoding: buffer[...end], as: UTF8.self)
+    private static func appendDecimal(_ value: Int, to bytes: inout [UInt8]) {
+        let magnitude = value.magnitude
+        if value < 0 { bytes.append(UInt8(ascii: "-")) }
+        var divisor: UInt = 1
+        while divisor <= magnitude / 10 { divisor *= 10 }
+        while divisor > 0 {
+            bytes.append(UInt8(ascii: "0") + UInt8(magnitude / divisor % 10))
+            divisor /= 10
+        }
+    }
+
+    /// Whether the lock file starts with `record`.
+    private static func lockFile(_ lockFD: Int32, startsWith record: [UInt8]) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: record.count)
+        let count = buffer.withUnsafeMutableBytes { pread(lockFD, $0.baseAddress, $0.count, 0) }
+        return count == record.count && buffer == record
     }
 
     /// Sets the directory's mtime to a moment of our choosing (a second ago, with nanoseconds no
@@ -391,11 +424,12 @@ public struct LeaseStore: ~Copyable {
     private func markIndexComplete() {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
-        let nanoseconds = (Int(now.tv_nsec) &+ Int(getpid()) &* 7919 &+ Int.random(in: 0..<1_000_000)) % 1_000_000_000
-        var times = [timespec(tv_sec: 0, tv_nsec: LeaseStore.omitTime), timespec(tv_sec: now.tv_sec - 1, tv_nsec: nanoseconds)]
-        guard futimens(directoryFD, &times) == 0, let record = LeaseStore.indexRecord(directoryFD) else { return }
-        let bytes = Array(record.utf8)
-        _ = bytes.withUnsafeBytes { pwrite(lockFD, $0.baseAddress, $0.count, 0) }
+        // Any nanoseconds will do that a clock tick is unlikely to repeat: the clock's own, mixed.
+        let nanoseconds = (Int(now.tv_nsec) &* 7919 &+ Int(getpid())) % 1_000_000_000
+        var times = (timespec(tv_sec: 0, tv_nsec: LeaseStore.omitTime), timespec(tv_sec: now.tv_sec - 1, tv_nsec: nanoseconds))
+        let set = withUnsafePointer(to: &times) { $0.withMemoryRebound(to: timespec.self, capacity: 2) { futimens(directoryFD, $0) } }
+        guard set == 0, let record = LeaseStore.indexRecord(directoryFD) else { return }
+        _ = record.withUnsafeBytes { pwrite(lockFD, $0.baseAddress, $0.count, 0) }
     }
 
     /// Releases those of `addresses` whose lease file names `owner` (e.g. the addresses of a
@@ -411,15 +445,13 @@ public struct LeaseStore: ~Copyable {
         return released
     }
 
-    /// Records that a range's gateway (with its subnet's prefix) serves this network, so that
-    /// after a podCIDR change the bridge address it left can be told from someone else's: a
-    /// dangling symlink `.gateway.<ip>` -> `<ip>/<prefix>`. One `fstatat` once recorded; a failure
-    /// only loses the record.
+    /// Records that `gateway` (with its subnet's prefix) was put on the bridge for this network,
+    /// so that after a podCIDR change the address it left can be told from someone else's: a
+    /// dangling symlink `.gateway.<ip>` -> `<ip>/<prefix>`. A failure only loses the record.
     public func recordGateway(_ gateway: IPNetwork) {
-        let name = LeaseStore.gatewayPrefix + gateway.address.description
-        var info = stat()
-        guard fstatat(directoryFD, name, &info, AT_SYMLINK_NOFOLLOW) != 0 else { return }
-        symlinkat(gateway.description, directoryFD, name)
+        if symlinkat(gateway.description, directoryFD, LeaseStore.gatewayPrefix + gateway.address.description) == 0 && indexWasComplete {
+            markIndexComplete()
+        }
     }
 
     /// Whether `gateway` is one that `recordGateway` recorded.
