@@ -21,7 +21,12 @@ source "$(dirname "$0")/cluster.sh"
 source "$(dirname "$0")/agent-lib.sh"
 CLUSTER6=fd00:10:244::/56
 
-extra_cleanup() { local n; for n in "${!AGENT_PID[@]}"; do agent_stop $n; done; }
+declare -A TWICE
+extra_cleanup() {
+    local n
+    for n in "${!AGENT_PID[@]}"; do agent_stop $n; done
+    for n in "${TWICE[@]}"; do kill $n 2>/dev/null; done
+}
 setup_run
 for tool in iptables-nft iptables-nft-restore ip6tables-nft-restore nft jq openssl; do
     command -v $tool >/dev/null || { echo "FAIL $tool is not installed (make deps)"; echo "0 passed, 1 failed"; exit 1; }
@@ -301,6 +306,35 @@ check "--remove-forward-accepts takes ours out, both families, and nothing else"
 check "and then pod traffic across nodes is dropped again" test "$(seen $CLIENT ${POD_IP[1-1]} 7777)" = -
 
 echo
+echo "== Two agents at once, then an iptables-legacy node"
+# Two agents racing on one node may both append; the next sync of either keeps one of each.
+for i in 1 2; do
+    ip netns exec $RUN-node0 "$AGENT_BIN" --kubeconfig "$KUBECONFIG_FILE" --node node0 --subnet-file "$RUN_DIR/node0/podcidr" \
+        --resync 1 --cluster-cidr $CLUSTER_CIDR --cluster-cidr $CLUSTER6 >>"$RUN_DIR/node0/agent-twice.log" 2>&1 &
+    TWICE[$i]=$!
+done
+sleep 3
+check "two agents at once end with each accept once ($(ours 0) IPv4, $(ours 0 ip6tables-nft) IPv6)" test "$(ours 0)$(ours 0 ip6tables-nft)" = 22
+kill ${TWICE[1]} ${TWICE[2]} 2>/dev/null; wait ${TWICE[1]} ${TWICE[2]} 2>/dev/null
+# iptables-legacy keeps FORWARD in x_tables, out of nftables' reach: the agent can add nothing.
+ip netns exec $RUN-node0 nft delete table ip filter
+ip netns exec $RUN-node0 nft delete table ip6 filter
+ip netns exec $RUN-node0 iptables-legacy -P FORWARD DROP
+agent_start 0 --cluster-cidr $CLUSTER_CIDR --cluster-cidr $CLUSTER6
+wait_until 10 grep -q "iptables-legacy's filter table is in use" "$RUN_DIR/node0/agent.log"
+check "on iptables-legacy the agent says it has no FORWARD chain to add to, and what to do" \
+    grep -q "no iptables-nft FORWARD chain (nftables table ip filter).*iptables-legacy -A FORWARD -s CIDR -j ACCEPT" "$RUN_DIR/node0/agent.log"
+LEGACY_BEFORE=$(reach $CLIENT ${POD_IP[1-1]} && echo ok || echo MISS)
+check "and pod traffic across nodes stays dropped by iptables-legacy's FORWARD DROP" test "$LEGACY_BEFORE" = MISS
+ip netns exec $RUN-node0 iptables-legacy -A FORWARD -s $CLUSTER_CIDR -j ACCEPT
+ip netns exec $RUN-node0 iptables-legacy -A FORWARD -d $CLUSTER_CIDR -j ACCEPT
+LEGACY_AFTER=$(reach $CLIENT ${POD_IP[1-1]} && echo ok || echo MISS)
+check "until the accepts the README gives are added with iptables-legacy" test "$LEGACY_AFTER" = ok
+agent_stop 0
+ip netns exec $RUN-node0 iptables-legacy -F FORWARD
+ip netns exec $RUN-node0 iptables-legacy -P FORWARD ACCEPT
+
+echo
 echo "== The agent without br_netfilter"
 agent_stop 1
 rm -f "$RUN_DIR/node1/ready"
@@ -336,5 +370,6 @@ for key in "IPv4 pod to pod, same node" "IPv4 pod to pod, across nodes" "IPv4 po
     "IPv6 pod to pod, same node" "IPv6 pod to pod, across nodes" "IPv6 pod to outside"; do
     printf '  %-34s %-6s %s\n' "$key" "${DROP_BEFORE[$key]}" "${DROP_AFTER[$key]}"
 done
+printf '  %-34s %-6s %s\n' "iptables-legacy DROP, IPv4 across" "$LEGACY_BEFORE" "$LEGACY_AFTER (accepts added by hand)"
 echo
 finish

@@ -81,21 +81,28 @@ public struct ForwardAccept {
             chain: chain, type: "filter", hook: UInt32(NF_INET_FORWARD.rawValue), priority: 0)
     }
 
-    /// The FORWARD chain's rules in `family`; nil when the table or chain does not exist.
+    /// The FORWARD chain's rules in `family`; nil when the table or chain does not exist. The
+    /// chain is looked up first: a rule dump filtered by a table or chain that does not exist
+    /// is not an error, just empty.
     func listed(_ family: IPAddress.Family) throws(NetlinkError) -> [Listed]? {
         let chain = ForwardAccept.chain(family)
-        let messages: [NetlinkMessage]
         do {
-            messages = try socket.dump(
-                "list nftables rules of \(chain.keyword) filter FORWARD", type: OwnChain.messageType(NFT_MSG_GETRULE)
-            ) {
-                m in
+            _ = try socket.get(
+                "look up nftables chain \(chain.keyword) filter FORWARD", type: OwnChain.messageType(NFT_MSG_GETCHAIN)
+            ) { m in
                 m.put(header: OwnChain.header(family: chain.family))
-                m.put(UInt16(NFTA_RULE_TABLE.rawValue), string: chain.table)
-                m.put(UInt16(NFTA_RULE_CHAIN.rawValue), string: chain.chain)
+                m.put(UInt16(NFTA_CHAIN_TABLE.rawValue), string: chain.table)
+                m.put(UInt16(NFTA_CHAIN_NAME.rawValue), string: chain.chain)
             }
         } catch  where error.errno == ENOENT {
             return nil
+        }
+        let messages = try socket.dump(
+            "list nftables rules of \(chain.keyword) filter FORWARD", type: OwnChain.messageType(NFT_MSG_GETRULE)
+        ) { m in
+            m.put(header: OwnChain.header(family: chain.family))
+            m.put(UInt16(NFTA_RULE_TABLE.rawValue), string: chain.table)
+            m.put(UInt16(NFTA_RULE_CHAIN.rawValue), string: chain.chain)
         }
         return messages.compactMap { message in
             guard let handle = message.attributes.u64BigEndian(UInt16(NFTA_RULE_HANDLE.rawValue)) else { return nil }
@@ -117,7 +124,7 @@ public struct ForwardAccept {
     }
 
     /// Whether every rule for `cidrs` is in place (families whose chain does not exist count as
-    /// in place: nothing drops there).
+    /// in place: nothing drops there). Two requests per family: the chain, its rules.
     public func isPresent(_ cidrs: [IPNetwork]) throws(NetlinkError) -> Bool {
         for family in [IPAddress.Family.v4, .v6] {
             let wanted = ForwardAccept.rules(for: cidrs).filter { $0.network.address.family == family }
@@ -130,7 +137,7 @@ public struct ForwardAccept {
 
     /// Makes each family's FORWARD chain hold exactly the rules for `cidrs` among ours: missing
     /// ones appended, ours for other CIDRs (and duplicates) removed, in one transaction per
-    /// family, and none when all is in place (one listing per family). Families with no CIDR
+    /// family, and none when all is in place (a chain look-up and a listing per family). Families with no CIDR
     /// lose our rules.
     public func ensure(_ cidrs: [IPNetwork]) throws(NetlinkError) -> [IPAddress.Family: Outcome] {
         var outcomes: [IPAddress.Family: Outcome] = [:]
