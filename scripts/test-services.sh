@@ -32,7 +32,9 @@ for tool in iptables-nft iptables-nft-restore ip6tables-nft-restore nft jq opens
     command -v $tool >/dev/null || { echo "FAIL $tool is not installed (make deps)"; echo "0 passed, 1 failed"; exit 1; }
 done
 if [ ! -d /proc/sys/net/bridge ]; then
-    # The kernel needs bridge netfilter for any of this; a fresh CI machine may not have loaded it.
+    # The kernel needs bridge netfilter for any of this; a fresh CI machine may not have loaded it
+    # (`make integration-test` loads it first).
+    echo "loading br_netfilter"
     modprobe br_netfilter 2>/dev/null
     [ -d /proc/sys/net/bridge ] || { echo "FAIL br_netfilter is not available in this kernel"; echo "0 passed, 1 failed"; exit 1; }
 fi
