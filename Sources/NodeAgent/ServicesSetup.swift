@@ -51,7 +51,12 @@ public final class ServicesSetup {
     }
 
     private func ensureForwardAccepts() {
-        guard !clusterCIDRs.isEmpty else { return }
+        guard !clusterCIDRs.isEmpty else {
+            report(
+                "forward",
+                "no --cluster-cidr: the FORWARD chains are left alone (on a node whose FORWARD policy is DROP, pod traffic is dropped)")
+            return
+        }
         let outcomes: [IPAddress.Family: ForwardAccept.Outcome]
         do { outcomes = try forwardAccept().ensure(clusterCIDRs) } catch {
             report("forward", "cannot add the FORWARD accepts for \(cidrList): \(error)")
