@@ -126,7 +126,7 @@ def main():
             figures["leaks"] += 1
             problems.append(f"after {cid}: " + "; ".join(left))
     directory = args.data_dir
-    stray = [n for n in os.listdir(directory) if n != "lock" and not n.startswith("last_reserved_ip.")]
+    stray = [n for n in os.listdir(directory) if n != "lock" and not n.startswith(("last_reserved_ip.", ".gateway."))]
     if stray:
         problems.append(f"left in {directory} at the end: {' '.join(sorted(stray)[:10])}")
     for line in problems[:20]:
