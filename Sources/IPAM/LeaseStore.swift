@@ -41,7 +41,7 @@ public struct LeaseOwner: Hashable, Sendable {
 /// lock file when it was last made complete. Every change to the directory (ours, or a lease the
 /// reference host-local wrote or released) sets the mtime to the current time, so the record no
 /// longer matches; the next DEL then reads every lease once and rebuilds the index. The recorded
-/// mtime is set by us, a second in the past, so a change within the same clock tick still shows.
+/// mtime is set by us, two seconds in the past, so a change within the same clock tick still shows.
 /// host-local ignores the entries: it reads a symlink's target, and "ips=..." does not exist.
 ///
 /// A store exists only inside `withLock`: the lock's scope is the closure's, and the store
@@ -221,19 +221,21 @@ public struct LeaseStore: ~Copyable {
     /// Every lease of the network: its address and, when the file says, its holder. Sweeps
     /// temporary files of ours on the way (see `isStaleTemporary`).
     public func leases() throws(SystemError) -> [(ip: IPAddress, owner: LeaseOwner?)] {
-        try scan().leases
+        try scan(readingEntries: false).leases
     }
 
     /// Every lease and every index entry (by name, with the addresses it lists); sweeps stale
     /// temporary files.
-    private func scan() throws(SystemError) -> (leases: [(ip: IPAddress, owner: LeaseOwner?)], entries: [String: [IPAddress]]) {
+    private func scan(readingEntries: Bool = true) throws(SystemError) -> (
+        leases: [(ip: IPAddress, owner: LeaseOwner?)], entries: [String: [IPAddress]]
+    ) {
         var leases: [(ip: IPAddress, owner: LeaseOwner?)] = []
         var entries: [String: [IPAddress]] = [:]
         try forEachName { name in
             if let ip = IPAddress(name) {
                 leases.append((ip, readFile(name).flatMap(LeaseStore.parseOwner)))
             } else if name.hasPrefix(LeaseStore.indexPrefix) {
-                entries[name] = readEntry(name) ?? []
+                if readingEntries { entries[name] = readEntry(name) ?? [] }
             } else if isStaleTemporary(name) {
                 unlinkat(directoryFD, name, 0)
             }
@@ -419,14 +421,15 @@ public struct LeaseStore: ~Copyable {
         return count == record.count && buffer == record
     }
 
-    /// Sets the directory's mtime to a moment of our choosing (a second ago, with nanoseconds no
+    /// Sets the directory's mtime to a moment of our choosing (two seconds ago, so that even a file
+    /// system that keeps mtimes to 2 s cannot round a later change onto it; with nanoseconds no
     /// clock tick will repeat) and records it; any later change of the directory moves it on.
     private func markIndexComplete() {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         // Any nanoseconds will do that a clock tick is unlikely to repeat: the clock's own, mixed.
         let nanoseconds = (Int(now.tv_nsec) &* 7919 &+ Int(getpid())) % 1_000_000_000
-        var times = (timespec(tv_sec: 0, tv_nsec: LeaseStore.omitTime), timespec(tv_sec: now.tv_sec - 1, tv_nsec: nanoseconds))
+        var times = (timespec(tv_sec: 0, tv_nsec: LeaseStore.omitTime), timespec(tv_sec: now.tv_sec - 2, tv_nsec: nanoseconds))
         let set = withUnsafePointer(to: &times) { $0.withMemoryRebound(to: timespec.self, capacity: 2) { futimens(directoryFD, $0) } }
         guard set == 0, let record = LeaseStore.indexRecord(directoryFD) else { return }
         _ = record.withUnsafeBytes { pwrite(lockFD, $0.baseAddress, $0.count, 0) }
