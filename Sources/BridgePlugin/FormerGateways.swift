@@ -16,8 +16,8 @@ import SystemIO
 ///   still a conflict (code 103, or replaced with `forceAddress`), as in the reference plugin.
 /// - DEL releases leases by owner, wherever they lie; when it released an address outside every
 ///   current range, the former gateway whose subnet held it goes (address and record) once no
-///   lease is left in that subnet. Both happen under the lease lock, so an ADD or DEL running at
-///   the same time sees either the gateway and its leases or neither.
+///   lease is left in that subnet. The decisions are made under the lease lock, so an ADD or
+///   DEL running at the same time sees either the gateway and its leases or neither.
 ///
 /// Old pods keep their address, their route via the old gateway, and with it the node and the
 /// node's other pods; routes from other nodes to the old subnet are the agent's, which follows
@@ -59,21 +59,27 @@ struct FormerGateways {
         }
     }
 
-    /// After DEL released `released` (under the lease lock): removes the bridge address of each
-    /// former subnet that held one of them and now holds no lease.
-    func retire(after released: [IPAddress], store: borrowing LeaseStore) throws(CNIError) {
-        let current = currentSubnets
+    /// After DEL released `released`: when one of them lies outside every current range, removes
+    /// the bridge address of each former subnet that held one and now holds no lease, under the
+    /// lease lock (taken again: this is the rare path; the common one allocates nothing here).
+    func retire(after released: [IPAddress]) throws(CNIError) {
+        let sets = config.ipam.rangeSets
         // No ranges: the subnet file is missing (DEL tolerates that), so nothing is "former".
-        let former = released.filter { ip in !current.isEmpty && !current.contains { $0.contains(ip) } }
-        guard !former.isEmpty, let node = try namespaces?.node(), let bridge = try node.link(named: config.bridge) else { return }
-        for address in try node.addresses(index: bridge.index) {
-            let gateway = address.network
-            guard former.contains(where: gateway.contains), !current.contains(where: { $0.overlaps(gateway.masked) }) else { continue }
-            let inUse: Bool
-            do throws(SystemError) { inUse = try store.hasLease(in: gateway.masked) } catch { throw .store(error) }
-            if inUse { continue }
-            try node.deleteAddress(gateway, index: bridge.index)
-            store.forgetGateway(gateway)
+        guard !sets.isEmpty, released.contains(where: { ip in !sets.contains { set in set.ranges.contains { $0.subnet.contains(ip) } } })
+        else { return }
+        let current = currentSubnets
+        let former = released.filter { ip in !current.contains { $0.contains(ip) } }
+        guard let node = try namespaces?.node(), let bridge = try node.link(named: config.bridge) else { return }
+        try config.ipam.withLeases(network: config.name) { (store) throws(CNIError) in
+            for address in try node.addresses(index: bridge.index) {
+                let gateway = address.network
+                guard former.contains(where: gateway.contains), !current.contains(where: { $0.overlaps(gateway.masked) }) else { continue }
+                let inUse: Bool
+                do throws(SystemError) { inUse = try store.hasLease(in: gateway.masked) } catch { throw .store(error) }
+                if inUse { continue }
+                try node.deleteAddress(gateway, index: bridge.index)
+                store.forgetGateway(gateway)
+            }
         }
     }
 

@@ -92,23 +92,25 @@ enum IPAMBackend {
     /// leases; only after another writer changed the directory is every lease file read, once
     /// (see `LeaseStore`). With `masquerade` the network's rule goes with its last lease, under
     /// the same lock.
-    /// `formerGateways` retires, under the same lock, the bridge address of a former pod subnet
-    /// (a podCIDR change) once its last lease is gone.
-    func delete(
-        owner: LeaseOwner, addresses: [IPAddress] = [], masquerade: Masquerade? = nil, formerGateways: FormerGateways? = nil
-    ) throws(CNIError) {
+    /// Returns the addresses it released (none for a delegated IPAM).
+    @discardableResult
+    func delete(owner: LeaseOwner, addresses: [IPAddress] = [], masquerade: Masquerade? = nil) throws(CNIError) -> [IPAddress] {
         switch self {
         case .builtIn(let ipam, let network):
-            try ipam.withLeases(network: network) { (store) throws(CNIError) in
+            return try ipam.withLeases(network: network) { (store) throws(CNIError) -> [IPAddress] in
                 let released: [IPAddress]
-                do throws(SystemError) { released = try store.release(owner: owner, hinted: addresses) } catch { throw .store(error) }
-                try formerGateways?.retire(after: released, store: store)
                 let leasesRemain: Bool
-                do throws(SystemError) { leasesRemain = masquerade == nil ? true : try store.hasLeases() } catch { throw .store(error) }
+                do throws(SystemError) {
+                    released = try store.release(owner: owner, hinted: addresses)
+                    leasesRemain = masquerade == nil ? true : try store.hasLeases()
+                } catch { throw .store(error) }
                 if !leasesRemain { try masquerade?.remove() }
+                return released
             }
-        case .delegated(let plugin): _ = try plugin.run(command: .del)
-        case .layer2Only: break  // nothing leased (and ipMasq is refused without IPAM)
+        case .delegated(let plugin):
+            _ = try plugin.run(command: .del)
+            return []
+        case .layer2Only: return []  // nothing leased (and ipMasq is refused without IPAM)
         }
     }
 }

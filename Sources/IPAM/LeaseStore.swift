@@ -340,12 +340,21 @@ public struct LeaseStore: ~Copyable {
     }
 
     private func readEntry(_ name: String) -> [IPAddress]? {
-        var buffer = [CChar](repeating: 0, count: 512)
-        let count = buffer.withUnsafeMutableBufferPointer { readlinkat(directoryFD, name, $0.baseAddress!, $0.count) }
-        guard count > 0, count < buffer.count else { return nil }
-        let target = String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        guard target.hasPrefix(LeaseStore.indexTargetPrefix) else { return nil }
-        return target.dropFirst(LeaseStore.indexTargetPrefix.count).split(separator: ",").compactMap { IPAddress(String($0)) }
+        // On the stack: DEL reads two entries, most often missing ones.
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: 512) { buffer -> [IPAddress]? in
+            let count = readlinkat(directoryFD, name, buffer.baseAddress!, buffer.count)
+            let prefix = LeaseStore.indexTargetPrefix.utf8.count
+            guard count > prefix, count < buffer.count else { return nil }
+            let bytes = UnsafeRawBufferPointer(start: buffer.baseAddress!, count: count)
+            guard bytes.prefix(prefix).elementsEqual(LeaseStore.indexTargetPrefix.utf8) else { return nil }
+            var ips: [IPAddress] = []
+            var start = prefix
+            for end in prefix...count where end == count || bytes[end] == UInt8(ascii: ",") {
+                if let ip = IPAddress(String(decoding: bytes[start..<end], as: UTF8.self)) { ips.append(ip) }
+                start = end + 1
+            }
+            return ips
+        }
     }
 
     /// Replaces entry `name` with one listing `ips` (none: removed). False when it could not.
