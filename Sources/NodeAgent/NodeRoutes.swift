@@ -23,13 +23,15 @@ public final class NodeRoutes {
         self.sync = RouteSync(socket: socket)
     }
 
-    public var nodeCount: Int { nodes.count }
-
-    /// Replaces the picture with a NodeList's items.
-    public func replaceAll(_ items: [JSONValue]) {
-        nodes = [:]
-        for (i, item) in items.enumerated() { set(item, index: i) }
+    /// One Node object as the picture holds it: parsed, or why it cannot be routed (nil
+    /// without a name).
+    public static func entry(_ object: JSONValue) -> (name: String, node: Result<ClusterNode, Cluster.Error>)? {
+        guard let name = object["metadata"]?["name"]?.stringValue else { return nil }
+        do { return (name, .success(try Cluster.parseKubernetesNode(object, index: 0))) } catch { return (name, .failure(error)) }
     }
+
+    /// Replaces the picture with a whole list's entries (see `entry`).
+    public func replaceAll(_ entries: [String: Result<ClusterNode, Cluster.Error>]) { nodes = entries }
 
     /// Applies one watch event; returns whether the picture changed.
     public func apply(_ event: WatchEvent) -> Bool {
@@ -48,27 +50,40 @@ public final class NodeRoutes {
     }
 
     private func set(_ object: JSONValue, index: Int) {
-        guard let name = object["metadata"]?["name"]?.stringValue else { return }
-        do { nodes[name] = .success(try Cluster.parseKubernetesNode(object, index: index)) } catch { nodes[name] = .failure(error) }
+        guard let (name, node) = NodeRoutes.entry(object) else { return }
+        nodes[name] = node
     }
 
-    /// Makes the subnet file and the routing table match the picture. Returns whether this
-    /// node can serve pods: it is in the API and its subnet file holds its podCIDRs.
+    /// What a reconcile achieved: whether this node can serve pods (it is in the API and its
+    /// subnet file holds its podCIDRs), and if not, or if a route failed, why.
+    public struct Outcome: Equatable {
+        public var canServe = false
+        public var problem: String?
+        public var routesDesired = 0
+        public var routesInstalled = 0
+        public var routesFailed: Int { max(0, routesDesired - routesInstalled) }
+    }
+
+    /// Makes the subnet file and the routing table match the picture.
     @discardableResult
-    public func reconcile() -> Bool {
+    public func reconcile() -> Outcome {
+        var outcome = Outcome()
         guard let entry = nodes[nodeName] else {
-            report("self", "node \(nodeName) is not in the API (yet); routes and subnet file are left as they are")
-            return false
+            outcome.problem = "node \(nodeName) is not in the API (yet); routes and subnet file are left as they are"
+            report("self", outcome.problem!)
+            return outcome
         }
         let me: ClusterNode
         switch entry {
         case .failure(let error):
-            report("self", "\(error); routes and subnet file are left as they are")
-            return false
+            outcome.problem = "\(error); routes and subnet file are left as they are"
+            report("self", outcome.problem!)
+            return outcome
         case .success(let node): me = node
         }
         clear("self")
-        let subnetReady = writeSubnetFile(me)
+        outcome.canServe = writeSubnetFile(me)
+        if !outcome.canServe { outcome.problem = reported["subnet"] }
 
         var usable: [ClusterNode] = []
         var problems: Set<String> = []
@@ -91,29 +106,36 @@ public final class NodeRoutes {
         let meComplete = (try? Cluster(nodes: [me]).validate()) != nil
         do { try Cluster(nodes: usable + (meComplete ? [me] : [])).validate() } catch {
             report("cluster", "\(error); the routing table is left as it was")
-            return subnetReady
+            outcome.problem = outcome.problem ?? reported["cluster"]
+            return outcome
         }
         clear("cluster")
         do {
             let desired = try RoutePlan.desiredRoutes(cluster: Cluster(nodes: usable + [me]), selfName: nodeName, localAddresses: [])
             let before = try sync.currentRoutes()
             let plan = RoutePlan(desired: desired, current: before)
+            outcome.routesDesired = desired.count
             guard !plan.isEmpty else {
                 clear("apply")
-                return subnetReady
+                outcome.routesInstalled = desired.count
+                return outcome
             }
             var failure: NetlinkError?
             do { try sync.apply(plan) } catch { failure = error }
-            logChanges(before: before, after: try sync.currentRoutes(), desired: desired)
+            let after = try sync.currentRoutes()
+            logChanges(before: before, after: after, desired: desired)
+            outcome.routesInstalled = RoutePlan(desired: desired, current: after).keep.count
             if let failure {
                 report("apply", "cannot apply every route: \(failure); retrying at the next change or resync")
+                outcome.problem = outcome.problem ?? reported["apply"]
             } else {
                 clear("apply")
             }
         } catch {
             report("apply", "cannot read or change the routing table: \(error)")
+            outcome.problem = outcome.problem ?? reported["apply"]
         }
-        return subnetReady
+        return outcome
     }
 
     /// One line per podCIDR of this node (its `spec.podCIDRs`, primary first): the subnet file
