@@ -212,6 +212,13 @@ struct ServerAddress: Equatable {
     var port: Int
     var pathPrefix: String
 
+    init(scheme: String, host: String, port: Int, pathPrefix: String) {
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.pathPrefix = pathPrefix
+    }
+
     init?(_ url: String) {
         let parts = url.split(separator: "/", maxSplits: 2, omittingEmptySubsequences: false)
         guard parts.count == 3, parts[0].hasSuffix(":"), parts[1].isEmpty else { return nil }

@@ -122,16 +122,20 @@ public struct KubeConnection: Equatable, Sendable {
 
     /// The bearer token to send now, if any (a token file is read on every call).
     public func currentToken() throws(Error) -> String? {
-        if let token, !token.isEmpty { return token }
+        // Files written by hand or on Windows end in a newline or CRLF, a block scalar in a
+        // newline: never part of the token (and never to be sent inside the header).
+        func trimmed(_ text: String) -> String {
+            var token = Substring(text)
+            while let last = token.last, last.isWhitespace { token.removeLast() }
+            while let first = token.first, first.isWhitespace { token.removeFirst() }
+            return String(token)
+        }
+        if let token, !trimmed(token).isEmpty { return trimmed(token) }
         guard let tokenFile else { return nil }
         guard let bytes = readWholeFile(tokenFile) else {
             throw Error("cannot read token file \(tokenFile): \(String(cString: strerror(errno)))")
         }
-        // Files written by hand or on Windows end in a newline or CRLF: never part of the token.
-        var token = String(decoding: bytes, as: UTF8.self)
-        while let last = token.last, last.isWhitespace { token.removeLast() }
-        while let first = token.first, first.isWhitespace { token.removeFirst() }
-        return token
+        return trimmed(String(decoding: bytes, as: UTF8.self))
     }
 }
 

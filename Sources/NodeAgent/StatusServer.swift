@@ -75,6 +75,18 @@ public final class StatusServer {
         close(listener)
     }
 
+    /// The port listened on (the one chosen by the kernel for port 0).
+    public var port: Int {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
+        }
+        return withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) }
+        }
+    }
+
     /// The descriptors to wait on.
     public var descriptors: [Int32] { [listener] + clients.map(\.fd) }
 
