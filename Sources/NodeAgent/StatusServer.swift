@@ -42,12 +42,19 @@ public final class StatusServer {
         }
         var host = String(address[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        // `:PORT` is every address of both families, or of IPv4 on a node without IPv6.
+        if host.isEmpty {
+            let probe = socket(AF_INET6, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            host = probe >= 0 ? "::" : "0.0.0.0"
+            if probe >= 0 { close(probe) }
+        }
+        let everyFamily = host == "::"
         var hints = addrinfo()
         hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        hints.ai_family = host.isEmpty ? AF_INET6 : AF_UNSPEC
+        hints.ai_family = AF_UNSPEC
         var found: UnsafeMutablePointer<addrinfo>?
-        let code = getaddrinfo(host.isEmpty ? nil : host, "\(port)", &hints, &found)
+        let code = getaddrinfo(host, "\(port)", &hints, &found)
         guard code == 0, let info = found else {
             throw Error(description: "--metrics-address \(address): \(String(cString: gai_strerror(code)))")
         }
@@ -58,8 +65,7 @@ public final class StatusServer {
         var one: Int32 = 1
         var zero: Int32 = 0
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        // `:PORT` takes IPv4 too, on the IPv6 socket.
-        if host.isEmpty { setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &zero, socklen_t(MemoryLayout<Int32>.size)) }
+        if everyFamily { setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &zero, socklen_t(MemoryLayout<Int32>.size)) }
         guard bind(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0, listen(fd, 64) == 0 else {
             let reason = String(cString: strerror(errno))
             close(fd)
