@@ -140,6 +140,7 @@ demo-node: build
 bench: build
 	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(BENCH_DEPS)"
 	bash scripts/bench.sh
+	bash scripts/bench-agent.sh
 
 # Lays down exactly two files, then says what the node still needs (its pod subnet, portmap);
 # uninstall removes exactly those two files and no directory.

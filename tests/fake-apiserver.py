@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, urlparse
 
 lock = threading.Condition()
 nodes = {}          # name -> Node object
+node_json = {}      # name -> its JSON text (lists of thousands of nodes are joined, not re-encoded)
 events = []         # (rv, type, object)
 rv = 100
 compacted = 0       # watches from a resourceVersion below this get 410
@@ -72,7 +73,12 @@ def record(kind, obj):
     global rv
     rv += 1
     obj["metadata"]["resourceVersion"] = str(rv)
-    events.append((rv, kind, json.loads(json.dumps(obj))))
+    text = json.dumps(obj)
+    if kind == "DELETED":
+        node_json.pop(obj["metadata"]["name"], None)
+    else:
+        node_json[obj["metadata"]["name"]] = text.encode()
+    events.append((rv, kind, json.loads(text)))
     lock.notify_all()
     return rv
 
@@ -183,7 +189,7 @@ class APIHandler(BaseHTTPRequestHandler):
             else:
                 counters["lists"] += 1
                 version, start = rv, 0
-                items = [json.loads(json.dumps(nodes[n])) for n in sorted(nodes)]
+                items = [node_json[n] for n in sorted(nodes)]
                 if limit and limit < len(items):
                     snapshots[version] = items
                     for old in sorted(snapshots)[:-20]:
@@ -195,7 +201,12 @@ class APIHandler(BaseHTTPRequestHandler):
             page = items[start:start + limit]
         else:
             page = items[start:]
-        self.send_json(200, {"kind": "NodeList", "apiVersion": "v1", "metadata": metadata, "items": page})
+        data = b'{"kind":"NodeList","apiVersion":"v1","metadata":%s,"items":[%s]}' % (json.dumps(metadata).encode(), b",".join(page))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def chunk(self, data):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))

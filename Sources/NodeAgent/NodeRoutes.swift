@@ -124,7 +124,9 @@ public final class NodeRoutes {
             do { try sync.apply(plan) } catch { failure = error }
             let after = try sync.currentRoutes()
             logChanges(before: before, after: after, desired: desired)
-            outcome.routesInstalled = RoutePlan(desired: desired, current: after).keep.count
+            var installed: [IPNetwork: IPAddress?] = [:]
+            for route in after { installed[route.destination] = route.gateway }
+            outcome.routesInstalled = desired.filter { installed[$0.destination] == .some($0.gateway) }.count
             if let failure {
                 report("apply", "cannot apply every route: \(failure); retrying at the next change or resync")
                 outcome.problem = outcome.problem ?? reported["apply"]
