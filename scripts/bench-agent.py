@@ -110,6 +110,7 @@ while True:
         raise SystemExit(f"not synced after 120 s: {route_count()} routes")
     time.sleep(0.01)
 initial = time.monotonic() - started
+initial_cpu = cpu_seconds(pid)
 if route_count() != args.nodes:
     raise SystemExit(f"ready with {route_count()} routes of {args.nodes}")
 pages = control("GET", "/state")["list_pages"] - pages_before
@@ -151,5 +152,5 @@ agent.terminate()
 agent.wait()
 log.close()
 rss_mib = int(rss.split()[0]) / 1024
-print(f"| {args.nodes} | {initial * 1000:.0f} ms | {statistics.median(latencies) * 1000:.0f} ms (max {max(latencies) * 1000:.0f}) "
+print(f"| {args.nodes} | {initial * 1000:.0f} ms ({initial_cpu * 1000:.0f} ms CPU) | {statistics.median(latencies) * 1000:.0f} ms (max {max(latencies) * 1000:.0f}) "
       f"| {rss_mib:.1f} MiB | {cpu * 1000:.0f} ms | {pages} |")
