@@ -73,6 +73,18 @@ check "routes desired, installed, failed: 6 6 0; nodes seen 7; ready 1" test \
 check "a last successful sync time within the last minute" bash -c "t=\$(metric 0 bridge_ipam_last_successful_sync_timestamp_seconds); [ \${t%.*} -gt \$(( \$(date +%s) - 60 )) ]"
 check "the sync duration histogram counts every sync" bash -c "[ \$(metric 0 bridge_ipam_sync_duration_seconds_count) -ge 2 ] && grep -q 'bridge_ipam_sync_duration_seconds_bucket{le=\"+Inf\"}' '$RUN_DIR/metrics.txt'"
 check "an unknown path is 404" code_is 0 /nope 404
+# 40 connections that never send a request (more than the 32 it keeps), then a probe.
+ip netns exec $RUN-node0 python3 -c "
+import socket, sys, time
+idle = [socket.create_connection(('127.0.0.1', $PORT)) for _ in range(40)]
+time.sleep(0.5)
+start = time.monotonic()
+probe = socket.create_connection(('127.0.0.1', $PORT), timeout=3)
+probe.sendall(b'GET /healthz HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')
+reply = probe.recv(100)
+print('%d ms %s' % ((time.monotonic() - start) * 1000, reply.split(b'\\r\\n')[0].decode()))
+" >"$RUN_DIR/idle.txt" 2>&1
+check "40 idle connections do not starve a probe: $(cat "$RUN_DIR/idle.txt")" grep -q "HTTP/1.1 200 OK" "$RUN_DIR/idle.txt"
 api POST /stop >/dev/null
 sleep 2
 check "the API server away: /healthz still 200, the errors counted (transport: $(metric 0 'bridge_ipam_api_errors_total{code="transport"}'))" bash -c \

@@ -101,10 +101,13 @@ public final class StatusServer {
 
     /// Accepts, reads and answers whatever is ready now, without waiting.
     public func serve(now: Double) {
-        while clients.count < StatusServer.maxClients {
+        while true {
             // accept4 is a GNU extension Glibc's module does not show; one thread, so no race.
             let fd = accept(listener, nil, nil)
             guard fd >= 0 else { break }
+            // Full: the client waiting longest makes room, so idle connections cannot starve
+            // the kubelet's probes.
+            if clients.count >= StatusServer.maxClients { close(clients.removeFirst().fd) }
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
             clients.append(Client(fd: fd, deadline: now + StatusServer.clientTimeout))
