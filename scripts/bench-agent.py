@@ -138,15 +138,18 @@ def change_latency(i, offset):
     return elapsed
 
 
-latencies = [change_latency(1 + k * (args.nodes // 5), 6000) for k in range(5)]
+changed = [1 + k * (args.nodes // 5) for k in range(5)]
+latencies = [change_latency(i, 6000) for i in changed]
 
 # 1000 heartbeats (MODIFIED, nothing routed changes).
 time.sleep(0.5)
 before = cpu_seconds(pid)
 for start in range(0, 1000, 250):
-    control("POST", "/nodes", [node(1 + (j % args.nodes), heartbeat=start + j + 1) for j in range(start, start + 250)])
+    beats = [1 + (j % args.nodes) for j in range(start, start + 250)]
+    control("POST", "/nodes", [node(i, ip_offset=6000 if i in changed else 0, heartbeat=start + k + 1) for k, i in enumerate(beats)])
 time.sleep(2.5)
 cpu = cpu_seconds(pid) - before
+
 rss = status(pid)["VmHWM"].strip()
 agent.terminate()
 agent.wait()
