@@ -40,7 +40,8 @@ if need kubectl; then
 fi
 
 echo "== This node's own Node is missing"
-for n in 0 1 2; do node_ns $n; done
+for n in 0 1 2 3; do node_ns $n; done
+write_kubeconfig "$RUN_DIR/kc-wrong-token" wrong-token
 agent_start 0 --metrics-address 127.0.0.1:$PORT --list-page-size 4
 wait_until 5 code_is 0 /healthz 200
 check "/healthz answers 200 while the loop runs ($(status 0 /healthz))" code_is 0 /healthz 200
@@ -126,6 +127,11 @@ check "...and a new list, not the same version again" bash -c "[ \$(metric 1 bri
 api POST /delete '["node7"]' >/dev/null
 if wait_until 5 route_is 1 10.244.7.0/24 -; then pass "...after which changes arrive (${WAITED_MS} ms)"; else fail "changes after too large"; fi
 agent_stop 1
+
+agent_start 3 --metrics-address 127.0.0.1:$PORT --kubeconfig "$RUN_DIR/kc-wrong-token"
+wait_until 5 bash -c "status 3 /readyz | grep -q 'HTTP 401'"
+check "never listed: /readyz says why ($(status 3 /readyz))" bash -c "[[ '$(status 3 /readyz)' == *'not listed yet: HTTP 401'*' 503' ]]"
+agent_stop 3
 
 echo "== Kubeconfigs"
 # By hand, with Windows line ends: comments, an anchor and a merge key, the CA as a block

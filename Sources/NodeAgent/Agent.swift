@@ -25,6 +25,7 @@ public final class Agent {
     /// Why the node is not ready (nil: ready); see `readyz`.
     private var notReady: String? = "the Nodes are not listed yet"
     private var servedPods = false
+    private var listedOnce = false
     /// When a sync of changes received is due (see `scheduleSync`).
     private var syncAt: Double?
     private var firstPendingChange: Double?
@@ -84,10 +85,12 @@ public final class Agent {
         var observer = WatcherObserver()
         observer.listed = { [unowned self] items, pages, version in
             metrics.lists += 1
+            listedOnce = true
             Log.line("listed \(items) nodes at resourceVersion \(version)\(pages > 1 ? " in \(pages) pages" : "")")
         }
         observer.failed = { [unowned self] error, during, wait in
             metrics.apiErrors[error.codeLabel, default: 0] += 1
+            if !listedOnce { notReady = "the Nodes are not listed yet: \(explain(error))" }
             if error.isExpired || error.isTooLargeResourceVersion { return }
             if during == "list" {
                 Log.line("cannot list nodes: \(explain(error)); retrying in \(formatted(wait)) s")
