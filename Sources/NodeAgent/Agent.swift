@@ -141,8 +141,8 @@ public final class Agent {
     }
 
     /// The answers of the status server.
-    func respond(_ path: String) -> StatusServer.Response {
-        switch path {
+    func respond(_ target: String) -> StatusServer.Response {
+        switch target.prefix(while: { $0 != "?" }) {
         case "/healthz":
             // Answered from the loop itself: an answer means the loop turns. The watcher is
             // either running a request or waiting for its next one.

@@ -30,6 +30,7 @@ public final class StatusServer {
     public let address: String
     private let listener: Int32
     private var clients: [Client] = []
+    /// Answers a request target (path and query).
     private let handler: (String) -> Response
     static let maxClients = 32
     static let maxRequest = 8192
@@ -159,9 +160,7 @@ public final class StatusServer {
         }
         let method = String(decoding: line[0], as: UTF8.self)
         guard method == "GET" || method == "HEAD" else { return send(fd, Response(status: 405, body: "only GET\n")) }
-        let target = String(decoding: line[1], as: UTF8.self)
-        let path = String(target.prefix { $0 != "?" })
-        var response = handler(path)
+        var response = handler(String(decoding: line[1], as: UTF8.self))
         if method == "HEAD" { response.body = "" }
         send(fd, response)
     }
