@@ -65,6 +65,7 @@ check "back: ready again, and logged" bash -c "code_is 0 /readyz 200 && grep -q 
 
 echo "== /metrics"
 ip netns exec $RUN-node0 curl -s "http://127.0.0.1:$PORT/metrics" >"$RUN_DIR/metrics.txt"
+[ -n "${METRICS_SCRAPE_OUT:-}" ] && cp "$RUN_DIR/metrics.txt" "$METRICS_SCRAPE_OUT"
 if need promtool; then
     out=$(promtool check metrics <"$RUN_DIR/metrics.txt" 2>&1)
     check "promtool check metrics accepts the scrape ${out:+($out)}" test -z "$out"
