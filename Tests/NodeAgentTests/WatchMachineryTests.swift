@@ -104,7 +104,9 @@ final class MetricsTests: XCTestCase {
     }
 
     func testStatusServerAnswersOverTCP() throws {
-        let server = try StatusServer(address: "127.0.0.1:0") { path in .init(status: path.hasPrefix("/readyz") ? 503 : 200, body: "at \(path)\n") }
+        let server = try StatusServer(address: "127.0.0.1:0") { path in
+            .init(status: path.hasPrefix("/readyz") ? 503 : 200, body: "at \(path)\n")
+        }
         func get(_ request: String) -> String {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             defer { close(fd) }
