@@ -115,18 +115,18 @@ public final class Agent {
     private func sync() {
         syncAt = nil
         firstPendingChange = nil
-        guard watcher.resourceVersion != nil || routes.nodes.count > 0 else { return }
+        guard watcher.resourceVersion != nil || routes.nodeCount > 0 else { return }
         let started = Clock.monotonic()
-        let outcome = routes.reconcile()
+        let canServe = routes.reconcile()
         metrics.syncDurations.observe(Clock.monotonic() - started)
-        metrics.routesDesired = outcome.routesDesired
-        metrics.routesInstalled = outcome.routesInstalled
-        metrics.routesFailed = outcome.routesFailed
-        metrics.nodesSeen = routes.nodes.count
+        metrics.routesDesired = routes.routeCounts.desired
+        metrics.routesInstalled = routes.routeCounts.installed
+        metrics.routesFailed = max(0, routes.routeCounts.desired - routes.routeCounts.installed)
+        metrics.nodesSeen = routes.nodeCount
         // Problems are logged where they are found (once each); here only a recovery is.
-        var problem = outcome.problem
+        var problem = routes.readinessProblem
         let servedBefore = servedPods
-        if outcome.canServe && !servedPods {
+        if canServe && !servedPods {
             if let failure = becomeReady() { problem = problem ?? failure }
         }
         if problem == nil { metrics.lastSuccessfulSync = Clock.wallSeconds() }

@@ -23,6 +23,8 @@ public final class NodeRoutes {
         self.sync = RouteSync(socket: socket)
     }
 
+    public var nodeCount: Int { nodes.count }
+
     /// One Node object as the picture holds it: parsed, or why it cannot be routed (nil
     /// without a name).
     public static func entry(_ object: JSONValue) -> (name: String, node: Result<ClusterNode, Cluster.Error>)? {
@@ -32,6 +34,16 @@ public final class NodeRoutes {
 
     /// Replaces the picture with a whole list's entries (see `entry`).
     public func replaceAll(_ entries: [String: Result<ClusterNode, Cluster.Error>]) { nodes = entries }
+
+    /// The routes the last reconcile wanted, and how many of them the routing table then held.
+    public private(set) var routeCounts = (desired: 0, installed: 0)
+
+    /// What keeps this node from being ready, as last reported (nil: nothing): it is not in the
+    /// API, it has no subnet file, or a route of its table could not be applied.
+    public var readinessProblem: String? {
+        reported["self"] ?? reported["subnet"] ?? reported["cluster"]
+            ?? reported.keys.filter { $0.hasPrefix("apply") }.min().flatMap { reported[$0] }
+    }
 
     /// Applies one watch event; returns whether the picture changed.
     public func apply(_ event: WatchEvent) -> Bool {
@@ -54,36 +66,23 @@ public final class NodeRoutes {
         nodes[name] = node
     }
 
-    /// What a reconcile achieved: whether this node can serve pods (it is in the API and its
-    /// subnet file holds its podCIDRs), and if not, or if a route failed, why.
-    public struct Outcome: Equatable {
-        public var canServe = false
-        public var problem: String?
-        public var routesDesired = 0
-        public var routesInstalled = 0
-        public var routesFailed: Int { max(0, routesDesired - routesInstalled) }
-    }
-
-    /// Makes the subnet file and the routing table match the picture.
+    /// Makes the subnet file and the routing table match the picture. Returns whether this
+    /// node can serve pods: it is in the API and its subnet file holds its podCIDRs.
     @discardableResult
-    public func reconcile() -> Outcome {
-        var outcome = Outcome()
+    public func reconcile() -> Bool {
         guard let entry = nodes[nodeName] else {
-            outcome.problem = "node \(nodeName) is not in the API (yet); routes and subnet file are left as they are"
-            report("self", outcome.problem!)
-            return outcome
+            report("self", "node \(nodeName) is not in the API (yet); routes and subnet file are left as they are")
+            return false
         }
         let me: ClusterNode
         switch entry {
         case .failure(let error):
-            outcome.problem = "\(error); routes and subnet file are left as they are"
-            report("self", outcome.problem!)
-            return outcome
+            report("self", "\(error); routes and subnet file are left as they are")
+            return false
         case .success(let node): me = node
         }
         clear("self")
-        outcome.canServe = writeSubnetFile(me)
-        if !outcome.canServe { outcome.problem = reported["subnet"] }
+        let subnetReady = writeSubnetFile(me)
 
         var usable: [ClusterNode] = []
         var problems: Set<String> = []
@@ -106,19 +105,17 @@ public final class NodeRoutes {
         let meComplete = (try? Cluster(nodes: [me]).validate()) != nil
         do { try Cluster(nodes: usable + (meComplete ? [me] : [])).validate() } catch {
             report("cluster", "\(error); the routing table is left as it was")
-            outcome.problem = outcome.problem ?? reported["cluster"]
-            return outcome
+            return subnetReady
         }
         clear("cluster")
         do {
             let desired = try RoutePlan.desiredRoutes(cluster: Cluster(nodes: usable + [me]), selfName: nodeName, localAddresses: [])
             let before = try sync.currentRoutes()
             let plan = RoutePlan(desired: desired, current: before)
-            outcome.routesDesired = desired.count
             guard !plan.isEmpty else {
                 clear("apply")
-                outcome.routesInstalled = desired.count
-                return outcome
+                routeCounts = (desired.count, desired.count)
+                return subnetReady
             }
             var failure: NetlinkError?
             do { try sync.apply(plan) } catch { failure = error }
@@ -126,18 +123,16 @@ public final class NodeRoutes {
             logChanges(before: before, after: after, desired: desired)
             var installed: [IPNetwork: IPAddress?] = [:]
             for route in after { installed[route.destination] = route.gateway }
-            outcome.routesInstalled = desired.filter { installed[$0.destination] == .some($0.gateway) }.count
+            routeCounts = (desired.count, desired.filter { installed[$0.destination] == .some($0.gateway) }.count)
             if let failure {
                 report("apply", "cannot apply every route: \(failure); retrying at the next change or resync")
-                outcome.problem = outcome.problem ?? reported["apply"]
             } else {
                 clear("apply")
             }
         } catch {
             report("apply", "cannot read or change the routing table: \(error)")
-            outcome.problem = outcome.problem ?? reported["apply"]
         }
-        return outcome
+        return subnetReady
     }
 
     /// One line per podCIDR of this node (its `spec.podCIDRs`, primary first): the subnet file
