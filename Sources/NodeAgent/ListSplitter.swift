@@ -24,9 +24,16 @@ public struct ListSplitter {
     public init(maxItemLength: Int = 16 << 20) { self.maxItemLength = maxItemLength }
 
     /// Takes the next bytes; returns the items completed by them, each one JSON value's text.
+    ///
+    /// One pass over the bytes that only tracks strings and nesting; the bytes themselves are
+    /// copied in runs (an item's, or the rest's), not one at a time.
     public mutating func feed(_ bytes: UnsafeRawBufferPointer) throws(TooLong) -> [[UInt8]] {
         var items: [[UInt8]] = []
-        for b in bytes {
+        var runStart = 0
+        var i = 0
+        let count = bytes.count
+        while i < count {
+            let b = bytes[i]
             if inString {
                 if escaped {
                     escaped = false
@@ -41,7 +48,7 @@ public struct ListSplitter {
                 } else if capturingKey && key.count < 64 {
                     key.append(b)
                 }
-                try keep(b)
+                i += 1
                 continue
             }
             switch b {
@@ -52,52 +59,52 @@ public struct ListSplitter {
                     expectingKey = false
                     key.removeAll(keepingCapacity: true)
                 }
-                try keep(b)
             case UInt8(ascii: "{"), UInt8(ascii: "["):
                 if depth == 1 && b == UInt8(ascii: "[") && lastKey == ListSplitter.itemsKey && !inItems {
+                    // The rest keeps `"items":[` and later `]`: an empty list.
+                    try keep(bytes, from: runStart, to: i + 1)
                     inItems = true
-                    depth += 1
-                    rest.append(b)
-                    continue
-                }
-                if inItems && depth == 2 && !inItem {
+                    runStart = i + 1
+                } else if inItems && depth == 2 && !inItem {
+                    runStart = i  // what came between two items is dropped
                     inItem = true
                     item.removeAll(keepingCapacity: true)
                 }
                 depth += 1
                 if depth == 1 { expectingKey = true }
-                try keep(b)
             case UInt8(ascii: "}"), UInt8(ascii: "]"):
                 depth -= 1
                 if inItems && depth == 1 {
                     inItems = false
-                    rest.append(b)
-                    continue
-                }
-                try keep(b)
-                if inItem && depth == 2 {
+                    runStart = i
+                } else if inItem && depth == 2 {
+                    try keep(bytes, from: runStart, to: i + 1)
                     inItem = false
                     items.append(item)
+                    runStart = i + 1
                 }
             case UInt8(ascii: ","):
                 if depth == 1 { expectingKey = true }
-                try keep(b)
             default:
-                try keep(b)
+                break
             }
+            i += 1
         }
+        try keep(bytes, from: runStart, to: count)
         return items
     }
 
-    private mutating func keep(_ b: UInt8) throws(TooLong) {
+    /// Copies a run of bytes where they belong now: into the item under way, into the rest, or
+    /// nowhere (between two items).
+    private mutating func keep(_ bytes: UnsafeRawBufferPointer, from start: Int, to end: Int) throws(TooLong) {
+        guard start < end else { return }
         if inItem {
-            item.append(b)
+            item.append(contentsOf: bytes[start..<end])
             guard item.count <= maxItemLength else { throw TooLong() }
         } else if !inItems {
-            rest.append(b)
+            rest.append(contentsOf: bytes[start..<end])
             guard rest.count <= maxItemLength else { throw TooLong() }
         }
-        // Between two items (commas, blanks, a stray scalar): nothing to keep.
     }
 
     /// The list without its items (`"items":[]`), once every byte has been fed.
