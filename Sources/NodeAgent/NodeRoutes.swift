@@ -32,7 +32,14 @@ public final class NodeRoutes {
         do { return (name, .success(try Cluster.parseKubernetesNode(object, index: 0))) } catch { return (name, .failure(error)) }
     }
 
-    /// Replaces the picture with a whole list's entries (see `entry`).
+    /// Replaces the picture with a NodeList's items.
+    public func replaceAll(_ items: [JSONValue]) {
+        nodes = [:]
+        for (i, item) in items.enumerated() { set(item, index: i) }
+    }
+
+    /// Replaces the picture with a whole list's entries (see `entry`), as the agent's paginated
+    /// list collects them one item at a time.
     public func replaceAll(_ entries: [String: Result<ClusterNode, Cluster.Error>]) { nodes = entries }
 
     /// The routes the last reconcile wanted, and how many of them the routing table then held.
