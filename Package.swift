@@ -47,7 +47,8 @@ let package = Package(
             name: "bridge-ipam", dependencies: ["BridgePlugin", "ClusterRoutes", "CNI", "CBuildInfo", "CProcessStart", "SystemIO"]),
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
         .systemLibrary(name: "CYAML", providers: [.apt(["libyaml-dev"])]),
-        .target(name: "NodeAgent", dependencies: ["Addresses", "CCurl", "ClusterRoutes", "CYAML", "JSON", "Netlink", "SystemIO"]),
+        .target(
+            name: "NodeAgent", dependencies: ["Addresses", "CCurl", "ClusterRoutes", "CYAML", "JSON", "Netlink", "NFTables", "SystemIO"]),
         .executableTarget(name: "bridge-ipam-agent", dependencies: ["NodeAgent", "Netlink"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "SystemIOTests", dependencies: ["SystemIO"]),

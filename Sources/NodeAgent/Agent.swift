@@ -17,6 +17,7 @@ public final class Agent {
     let options: AgentOptions
     let connection: KubeConnection
     let routes: NodeRoutes
+    let services: ServicesSetup
     let loop: TransferLoop
     let watcher: ResourceWatcher
     private var server: StatusServer?
@@ -35,6 +36,7 @@ public final class Agent {
         self.options = options
         self.connection = connection
         self.routes = NodeRoutes(nodeName: options.nodeName!, subnetFile: options.subnetFile, socket: socket)
+        self.services = ServicesSetup(clusterCIDRs: options.clusterCIDRs)
         self.loop = try TransferLoop()
         self.watcher = ResourceWatcher(
             path: "/api/v1/nodes", resource: NodeWatch(routes: routes), request: try KubeRequest(connection: connection), loop: loop,
@@ -62,6 +64,7 @@ public final class Agent {
         Log.line(
             "node \(routes.nodeName): watching nodes at \(connection.server); subnet file \(routes.subnetFile), resync every \(options.resync) s\(server.map { "; /healthz, /readyz and /metrics on \($0.address)" } ?? "")"
         )
+        services.reconcile()
         while true {
             let now = Clock.monotonic()
             lastLoopTurn = now
@@ -118,15 +121,16 @@ public final class Agent {
         guard watcher.resourceVersion != nil || routes.nodeCount > 0 else { return }
         let started = Clock.monotonic()
         let canServe = routes.reconcile()
+        let servicesReady = services.reconcile()
         metrics.syncDurations.observe(Clock.monotonic() - started)
         metrics.routesDesired = routes.routeCounts.desired
         metrics.routesInstalled = routes.routeCounts.installed
         metrics.routesFailed = max(0, routes.routeCounts.desired - routes.routeCounts.installed)
         metrics.nodesSeen = routes.nodeCount
         // Problems are logged where they are found (once each); here only a recovery is.
-        var problem = routes.readinessProblem
+        var problem = routes.readinessProblem ?? (servicesReady ? nil : ServicesSetup.notReadyReason)
         let servedBefore = servedPods
-        if canServe && !servedPods {
+        if canServe && servicesReady && !servedPods {
             if let failure = becomeReady() { problem = problem ?? failure }
         }
         if problem == nil { metrics.lastSuccessfulSync = Clock.wallSeconds() }

@@ -1,3 +1,5 @@
+import Addresses
+
 /// The agent's command line.
 public struct AgentOptions: Equatable, Sendable {
     public var kubeconfig: String?
@@ -12,6 +14,8 @@ public struct AgentOptions: Equatable, Sendable {
     public var watchTimeout = 300
     public var metricsAddress: String?
     public var listPageSize = 500
+    /// Pod traffic from and to these is accepted in the node's FORWARD chains (`ServicesSetup`).
+    public var clusterCIDRs: [IPNetwork] = []
 
     public init() {}
 
@@ -21,6 +25,7 @@ public struct AgentOptions: Equatable, Sendable {
             && l.cniPlugin == r.cniPlugin && l.cniConflist == r.cniConflist && l.resync == r.resync
             && l.readyFile == r.readyFile && l.backoffMax == r.backoffMax && l.watchTimeout == r.watchTimeout
             && l.metricsAddress == r.metricsAddress && l.listPageSize == r.listPageSize
+            && l.clusterCIDRs == r.clusterCIDRs
     }
 
     public static let usage = """
@@ -28,6 +33,8 @@ public struct AgentOptions: Equatable, Sendable {
                                  [--install-cni BIN_DIR CONF_DIR [--cni-plugin FILE] [--cni-conflist FILE]]
                                  [--resync SECONDS] [--ready-file PATH] [--backoff-max SECONDS] [--watch-timeout SECONDS]
                                  [--metrics-address HOST:PORT] [--list-page-size N]
+                                 [--cluster-cidr CIDR]...
+               bridge-ipam-agent --remove-forward-accepts
           --kubeconfig   API server and credentials (default: the in-cluster service account)
           --node         this node's name (default: $NODE_NAME)
           --subnet-file  where this node's podCIDRs are written for ipam.subnetFile (default /run/bridge-ipam/podcidr)
@@ -40,6 +47,9 @@ public struct AgentOptions: Equatable, Sendable {
           --watch-timeout seconds a watch request may last before it is renewed (default 300)
           --metrics-address  serve /healthz, /readyz and /metrics on HOST:PORT ([::1]:PORT, :PORT for all)
           --list-page-size   Nodes per page of the initial list (limit/continue; default 500)
+          --cluster-cidr the cluster's pod CIDR (once per family): pod traffic from and to it is accepted in
+                         iptables-nft's FORWARD chain (a node whose FORWARD policy is DROP forwards it)
+          --remove-forward-accepts  remove those FORWARD accepts and exit
         """
 
     public struct UsageError: Error, CustomStringConvertible {
@@ -80,6 +90,10 @@ public struct AgentOptions: Equatable, Sendable {
                 let text = try value(flag)
                 guard let n = Int(text), n > 0, n <= 100_000 else { throw UsageError(message: "--list-page-size \(text): not 1 to 100000") }
                 options.listPageSize = n
+            case "--cluster-cidr":
+                let text = try value(flag)
+                guard let cidr = IPNetwork(cidr: text) else { throw UsageError(message: "\(flag) \(text): not a CIDR") }
+                options.clusterCIDRs.append(cidr.masked)
             default: throw UsageError(message: "unknown argument \(flag)")
             }
         }
