@@ -54,8 +54,9 @@ for b in before after; do
 done
 
 echo "== system calls per ADD (strace -f -c)"
-# calls FILE: "name count" per system call of an strace -c summary.
-calls() { awk 'NR > 2 && !/^-/ && $NF != "total" { print $NF, $(NF - 1) }' "$1" | sort; }
+# calls FILE: "name count" per system call of an strace -c summary (calls is the 4th column; the
+# errors column after it is empty for calls that never failed).
+calls() { awk 'NR > 2 && !/^-/ && $NF != "total" { print $NF, $4 }' "$1" | sort; }
 for b in before after; do
     plugin "${BINARY[$b]}" ADD strace -f -c -o "$RUN_DIR/st.$b" >/dev/null
     plugin "${BINARY[$b]}" DEL >/dev/null
