@@ -121,15 +121,18 @@ $(GLIBC_COMPAT): build/glibc-2.31-compat.c
 	cc -O2 -Wall -Werror -c -o $@ $<
 	@rm -f $(RELEASE_BINS)
 
-$(STATIC_LIBS)/libm.so: Makefile
+# Rewritten only when its content changes (the sysroot's path is in it).
+$(STATIC_LIBS)/libm.so: FORCE
 	@mkdir -p $(STATIC_LIBS)
-	@echo 'GROUP ( $(SYSROOT)/lib/x86_64-linux-gnu/libc.so.6 $(SYSROOT)/lib/x86_64-linux-gnu/libm.so.6 )' >$@
-	@rm -f $(RELEASE_BINS)
+	@echo 'GROUP ( $(SYSROOT)/lib/x86_64-linux-gnu/libc.so.6 $(SYSROOT)/lib/x86_64-linux-gnu/libm.so.6 )' >$@.tmp
+	@cmp -s $@.tmp $@ && rm $@.tmp || { mv $@.tmp $@ && rm -f $(RELEASE_BINS); }
 
 $(STATIC_LIBS)/libutil.a:
 	@mkdir -p $(STATIC_LIBS)
 	@rm -f $@ && ar rc $@
 	@rm -f $(RELEASE_BINS)
+
+FORCE:
 
 unit-test: deps buildinfo
 	$(SWIFT) test $(SWIFT_WERROR) $(SWIFT_INFO)
