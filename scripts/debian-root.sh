@@ -3,8 +3,8 @@
 # A Debian root filesystem made from the mirror's packages with mmdebstrap (minbase plus the
 # comma-separated PACKAGES), cached: when DIR is complete it is left as it is, so only the first
 # build on a machine pays for it (20 to 70 s). Made beside DIR and renamed into place, so an
-# interrupted run never leaves a half-made DIR behind that later builds would trust, and of two
-# runs making it at once, the second to finish keeps the first one's DIR.
+# interrupted run never leaves a half-made DIR behind that later builds would trust; a lock
+# (DIR.lock) makes a second run started meanwhile wait for the first and then keep its DIR.
 # --relative-links rewrites the root's absolute symlinks (/lib64/ld-linux-x86-64.so.2 ->
 # /lib/x86_64-linux-gnu/ld-2.31.so) as relative ones: a linker given DIR as its sysroot follows
 # them inside DIR instead of into the build machine's own /lib.
@@ -12,12 +12,14 @@ set -eu
 dir=$1 suite=$2 packages=$3 links=${4:-}
 [ -e "$dir/.complete" ] && exit 0
 command -v mmdebstrap >/dev/null || { echo "debian-root.sh: needs mmdebstrap (make deps)" >&2; exit 1; }
+mkdir -p "$(dirname "$dir")"
+exec 9>"$dir.lock"
+flock 9
+[ -e "$dir/.complete" ] && exit 0   # made while this run waited
+# Holding the lock, whatever else is there was left by a run that was killed outright.
+rm -rf "$dir" "$dir".tmp.*
 tmp=$dir.tmp.$$
 trap 'rm -rf "$tmp"' EXIT
-rm -rf "$dir"   # incomplete: made by something else
-mkdir -p "$(dirname "$dir")"
-# Left by a run that was killed outright (any other run's is younger).
-find "$(dirname "$dir")" -maxdepth 1 -name "$(basename "$dir").tmp.*" -mmin +60 -exec rm -rf {} +
 echo "making a Debian $suite root in $dir ($packages)"
 mmdebstrap --quiet --variant=minbase --include="$packages" "$suite" "$tmp"
 if [ "$links" = --relative-links ]; then
@@ -26,4 +28,4 @@ if [ "$links" = --relative-links ]; then
     done
 fi
 echo "$suite $packages" >"$tmp/.complete"
-mv -T "$tmp" "$dir" 2>/dev/null || [ -e "$dir/.complete" ]
+mv -T "$tmp" "$dir"

@@ -130,4 +130,43 @@ check "the install report on that node says the plugin does not run, and why" \
     grep -q 'libmnl.so.0 (NOT DONE: it does not run here: .*libmnl.so.0' <<<"$out"
 check "the cached root is unchanged" test -e "$CACHE/usr/lib/x86_64-linux-gnu/libmnl.so.0" -a ! -e "$CACHE/opt/cni/bin/bridge-ipam"
 
+echo "== debian-root.sh, with a stand-in mmdebstrap"
+# The cache's rules, without the mirror: a stand-in that makes a tiny root (with an absolute
+# symlink, as Debian 11's /lib64 has), logs each call, and fails when asked to.
+STUB=$RUN_DIR/stub
+mkdir -p "$STUB"
+cat >"$STUB/mmdebstrap" <<'SH'
+#!/bin/sh
+for target; do :; done
+echo "$*" >>"$(dirname "$0")/calls"
+mkdir -p "$target/lib/x86_64-linux-gnu" "$target/lib64"
+echo loader >"$target/lib/x86_64-linux-gnu/ld-2.31.so"
+ln -s /lib/x86_64-linux-gnu/ld-2.31.so "$target/lib64/ld-linux-x86-64.so.2"
+sleep 1
+[ -z "${STUB_FAIL:-}" ]
+SH
+chmod +x "$STUB/mmdebstrap"
+made() { PATH="$STUB:$PATH" STUB_FAIL=${STUB_FAIL:-} sh "$REPO/scripts/debian-root.sh" "$RUN_DIR/cached" bullseye libfoo "$@" >/dev/null 2>&1; }
+calls() { wc -l <"$STUB/calls" 2>/dev/null || echo 0; }
+made --relative-links
+check "it makes the root and marks it complete" test $? -eq 0 -a -e "$RUN_DIR/cached/.complete"
+check "...with the absolute symlink made relative, resolving inside the root" \
+    test "$(readlink "$RUN_DIR/cached/lib64/ld-linux-x86-64.so.2")" = ../lib/x86_64-linux-gnu/ld-2.31.so -a \
+    "$(cat "$RUN_DIR/cached/lib64/ld-linux-x86-64.so.2")" = loader
+made --relative-links
+check "a complete root is kept: mmdebstrap ran once for two calls" test "$(calls)" = 1
+rm "$RUN_DIR/cached/.complete"
+made --relative-links
+check "an incomplete root (an interrupted run's) is made anew" test "$(calls)" = 2 -a -e "$RUN_DIR/cached/.complete"
+rm -rf "$RUN_DIR/cached"
+mkdir "$RUN_DIR/cached.tmp.1"   # left by a run killed with -9
+STUB_FAIL=1 made --relative-links
+check "a failed mmdebstrap fails the call and leaves no root, not even a killed run's" \
+    test $? -ne 0 -a -z "$(ls "$RUN_DIR" | grep '^cached' | grep -vx cached.lock)"
+made & made & wait
+check "two calls at once: the second waits and keeps the first one's root" \
+    test "$(calls)" = 4 -a -e "$RUN_DIR/cached/.complete" -a -z "$(ls "$RUN_DIR" | grep '^cached\.tmp')"
+check "...and without --relative-links the symlink stays absolute" \
+    test "$(readlink "$RUN_DIR/cached/lib64/ld-linux-x86-64.so.2")" = /lib/x86_64-linux-gnu/ld-2.31.so
+
 finish
