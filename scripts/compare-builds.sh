@@ -65,13 +65,16 @@ for b in before after; do
     printf '  %-6s %4d calls  %s\n' $b "$total" "${more%, }"
 done
 
-echo "== wall and CPU time per ADD, spawn to exit (medians of $WALL_RUNS, interleaved; CPU = user + system from wait4)"
+echo "== wall and CPU time, page faults and context switches per ADD, spawn to exit (medians of $WALL_RUNS,"
+echo "   interleaved; from wait4: CPU = user + system, switches = voluntary + involuntary)"
 ip netns exec $RUN-node python3 - "$PLUGIN_DIR" "$RUN" "$WALL_RUNS" "$CONF" <<'PY'
 import os, subprocess, sys, statistics, time
 plugin_dir, run, runs, conf = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].encode()
 builds = ["before", "after"]
 wall = {b: [] for b in builds}
 cpu = {b: [] for b in builds}
+faults = {b: [] for b in builds}
+switches = {b: [] for b in builds}
 env = {"CNI_CONTAINERID": "cost", "CNI_NETNS": f"/run/netns/{run}-pod", "CNI_IFNAME": "eth0", "CNI_PATH": plugin_dir}
 def add(build):
     binary = f"{plugin_dir}/bridge-ipam.{build}"
@@ -82,6 +85,8 @@ def add(build):
     _, status, usage = os.wait4(p.pid, 0)
     wall[build].append(time.perf_counter_ns() - t)
     cpu[build].append((usage.ru_utime + usage.ru_stime) * 1e9)
+    faults[build].append(usage.ru_minflt + usage.ru_majflt)
+    switches[build].append(usage.ru_nvcsw + usage.ru_nivcsw)
     if status: sys.exit(f"{build}: ADD failed: {out!r}")
     subprocess.run([binary], input=conf, env=dict(env, CNI_COMMAND="DEL"), capture_output=True, check=True)
 for i in range(runs):
@@ -90,4 +95,6 @@ for i in range(runs):
 for name, d in (("wall", wall), ("CPU", cpu)):
     base = statistics.median(d["before"])
     print(f"  {name:4s} " + "  ".join(f"{b} {statistics.median(t) / 1e6:.3f} ms" + ("" if b == "before" else f" ({100 * (statistics.median(t) - base) / base:+.1f}%)") for b, t in d.items()))
+for name, d in (("page faults", faults), ("context switches", switches)):
+    print(f"  {name}: " + "  ".join(f"{b} {statistics.median(n):g}" for b, n in d.items()))
 PY
