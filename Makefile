@@ -24,7 +24,7 @@ TEST_DEPS      := golang-go golang-github-appc-cni-dev containerd runc busybox-s
 AGENT_TEST_DEPS := openssl curl
 BENCH_DEPS     := gcc libc6-dev iptables
 
-.PHONY: all build buildinfo sysroot static-libs hot-symbols deps lint format unit-test integration-test test fuzz demo demo-agents demo-dualstack demo-node bench install install-agent uninstall clean
+.PHONY: all build buildinfo sysroot static-libs hot-symbols deps lint format unit-test integration-test br-netfilter test fuzz demo demo-agents demo-dualstack demo-node bench install install-agent uninstall clean
 
 all: build
 
@@ -148,10 +148,17 @@ buildinfo:
 	  && rm $(BUILD_INFO_DIR)/bridge_ipam_build.h.tmp \
 	  || mv $(BUILD_INFO_DIR)/bridge_ipam_build.h.tmp $(BUILD_INFO_DIR)/bridge_ipam_build.h
 
-integration-test: build
+integration-test: build br-netfilter
 	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(TEST_DEPS) $(AGENT_TEST_DEPS)"
 	@command -v kubectl >/dev/null || $(MAKE) --no-print-directory deps BUILD_DEPS=kubernetes-client
 	bash scripts/test-integration.sh
+
+# The kernel's bridge netfilter, which a node of this pod network needs (README "Services"): the
+# agent is not ready and STATUS fails without it, and the Service tests need it. A fresh machine
+# may not have loaded the module; this loads it, as a node's provisioning does. New network
+# namespaces start with the bridge-nf-call sysctls at 1; test-services sets its nodes' to 0.
+br-netfilter:
+	@[ -d /proc/sys/net/bridge ] || { echo "loading br_netfilter"; modprobe br_netfilter; }
 
 test: unit-test integration-test
 

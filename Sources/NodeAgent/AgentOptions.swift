@@ -1,3 +1,5 @@
+import Addresses
+
 /// The agent's command line.
 public struct AgentOptions: Equatable, Sendable {
     public var kubeconfig: String?
@@ -10,6 +12,8 @@ public struct AgentOptions: Equatable, Sendable {
     public var readyFile: String?
     public var backoffMax = 30.0
     public var watchTimeout = 300
+    /// Pod traffic from and to these is accepted in the node's FORWARD chains (`ServicesSetup`).
+    public var clusterCIDRs: [IPNetwork] = []
 
     public init() {}
 
@@ -18,12 +22,15 @@ public struct AgentOptions: Equatable, Sendable {
             && l.installCNI?.binDir == r.installCNI?.binDir && l.installCNI?.confDir == r.installCNI?.confDir
             && l.cniPlugin == r.cniPlugin && l.cniConflist == r.cniConflist && l.resync == r.resync
             && l.readyFile == r.readyFile && l.backoffMax == r.backoffMax && l.watchTimeout == r.watchTimeout
+            && l.clusterCIDRs == r.clusterCIDRs
     }
 
     public static let usage = """
         usage: bridge-ipam-agent [--kubeconfig FILE] [--node NAME] [--subnet-file PATH]
                                  [--install-cni BIN_DIR CONF_DIR [--cni-plugin FILE] [--cni-conflist FILE]]
                                  [--resync SECONDS] [--ready-file PATH] [--backoff-max SECONDS] [--watch-timeout SECONDS]
+                                 [--cluster-cidr CIDR]...
+               bridge-ipam-agent --remove-forward-accepts
           --kubeconfig   API server and credentials (default: the in-cluster service account)
           --node         this node's name (default: $NODE_NAME)
           --subnet-file  where this node's podCIDRs are written for ipam.subnetFile (default /run/bridge-ipam/podcidr)
@@ -34,6 +41,9 @@ public struct AgentOptions: Equatable, Sendable {
           --ready-file   created once the node is listed and its subnet file written (for a readiness probe)
           --backoff-max  longest wait between reconnection attempts, seconds (default 30)
           --watch-timeout seconds a watch request may last before it is renewed (default 300)
+          --cluster-cidr the cluster's pod CIDR (once per family): pod traffic from and to it is accepted in
+                         iptables-nft's FORWARD chain (a node whose FORWARD policy is DROP forwards it)
+          --remove-forward-accepts  remove those FORWARD accepts and exit
         """
 
     public struct UsageError: Error, CustomStringConvertible {
@@ -66,6 +76,10 @@ public struct AgentOptions: Equatable, Sendable {
             case "--ready-file": options.readyFile = try value(flag)
             case "--backoff-max": options.backoffMax = try seconds(flag)
             case "--watch-timeout": options.watchTimeout = max(1, Int(try seconds(flag)))
+            case "--cluster-cidr":
+                let text = try value(flag)
+                guard let cidr = IPNetwork(cidr: text) else { throw UsageError(message: "\(flag) \(text): not a CIDR") }
+                options.clusterCIDRs.append(cidr.masked)
             default: throw UsageError(message: "unknown argument \(flag)")
             }
         }
