@@ -30,7 +30,7 @@ ip -n $RUN-node link set nodes1 up
 {
     echo "# make bench: the node agent"
     echo
-    echo "$(date -u +%Y-%m-%d), $(nproc) cores, kernel $(uname -r); the stand-in API server (tests/fake-apiserver.py)"
+    echo "$(date -u +%Y-%m-%d), $(nproc) cores (load average $(cut -d" " -f1-3 /proc/loadavg) at the start), kernel $(uname -r); the stand-in API server (tests/fake-apiserver.py)"
     echo "and the agent in namespaces of their own; Node objects of about 5 KB (conditions, 20 images)."
     echo "Initial sync: agent start to every route installed and /readyz 200 (wall time, and the agent's"
     echo "CPU time: on a loaded machine the wall time is mostly waiting for the Python server). Change to route: a Node's"
