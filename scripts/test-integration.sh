@@ -8,6 +8,7 @@ SUITES=(
     scripts/test-cli.sh
     scripts/test-readme.sh
     scripts/test-plugin.sh
+    scripts/test-portable.sh
     scripts/test-log.sh
     scripts/test-netlink-limits.sh
     scripts/test-cluster.sh
@@ -17,6 +18,7 @@ SUITES=(
     scripts/test-options.sh
     scripts/test-dualstack.sh
     scripts/test-agent.sh
+    scripts/test-agent-production.sh
     scripts/test-services.sh
     scripts/test-podcidr-change.sh
     scripts/test-lease-index.sh
