@@ -18,7 +18,7 @@ struct Delete {
         let addresses = context.config.prevResult.flatMap { try? CNIResult.parse($0) }?.ips.map(\.address.address) ?? []
         let released = try context.ipam.delete(owner: context.owner, addresses: addresses, masquerade: masquerade)
         // After a podCIDR change, the old subnet's gateway goes with its last lease.
-        if context.config.isGateway {
+        if context.config.isGateway && FormerGateways.anyFormer(released, config: context.config) {
             try FormerGateways(config: context.config, namespaces: context.namespaces).retire(after: released)
         }
         if context.config.macSpoofCheck {

@@ -63,10 +63,7 @@ struct FormerGateways {
     /// the bridge address of each former subnet that held one and now holds no lease, under the
     /// lease lock (taken again: this is the rare path; the common one allocates nothing here).
     func retire(after released: [IPAddress]) throws(CNIError) {
-        let sets = config.ipam.rangeSets
-        // No ranges: the subnet file is missing (DEL tolerates that), so nothing is "former".
-        guard !sets.isEmpty, released.contains(where: { ip in !sets.contains { set in set.ranges.contains { $0.subnet.contains(ip) } } })
-        else { return }
+        guard FormerGateways.anyFormer(released, config: config) else { return }
         let current = currentSubnets
         let former = released.filter { ip in !current.contains { $0.contains(ip) } }
         guard let node = try namespaces?.node(), let bridge = try node.link(named: config.bridge) else { return }
@@ -81,6 +78,21 @@ struct FormerGateways {
                 store.forgetGateway(gateway)
             }
         }
+    }
+
+    /// Whether one of `released` lies outside every current subnet (a loop: DEL asks every time).
+    static func anyFormer(_ released: [IPAddress], config: NetworkConfig) -> Bool {
+        let sets = config.ipam.rangeSets
+        // No ranges: the subnet file is missing (DEL tolerates that), so nothing is "former".
+        if sets.isEmpty { return false }
+        for ip in released {
+            var inside = false
+            for set in sets {
+                for range in set.ranges where range.subnet.contains(ip) { inside = true }
+            }
+            if !inside { return true }
+        }
+        return false
     }
 
     private var currentSubnets: [IPNetwork] { config.ipam.rangeSets.flatMap { $0.ranges.map(\.subnet) } }

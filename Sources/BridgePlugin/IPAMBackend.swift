@@ -97,16 +97,17 @@ enum IPAMBackend {
     func delete(owner: LeaseOwner, addresses: [IPAddress] = [], masquerade: Masquerade? = nil) throws(CNIError) -> [IPAddress] {
         switch self {
         case .builtIn(let ipam, let network):
-            return try ipam.withLeases(network: network) { (store) throws(CNIError) -> [IPAddress] in
-                let released: [IPAddress]
+            // Filled inside: a closure that returns nothing costs no generic metadata.
+            var released: [IPAddress] = []
+            try ipam.withLeases(network: network) { (store) throws(CNIError) in
                 let leasesRemain: Bool
                 do throws(SystemError) {
                     released = try store.release(owner: owner, hinted: addresses)
                     leasesRemain = masquerade == nil ? true : try store.hasLeases()
                 } catch { throw .store(error) }
                 if !leasesRemain { try masquerade?.remove() }
-                return released
             }
+            return released
         case .delegated(let plugin):
             _ = try plugin.run(command: .del)
             return []
