@@ -19,6 +19,8 @@ public struct Link: Sendable, Equatable {
     public let peerIndex: Int32?
     /// `IFLA_IFALIAS`: a free-form label (we tag host veths with their attachment).
     public let alias: String?
+    /// A VXLAN device's settings (IFLA_INFO_DATA of kind "vxlan").
+    public let vxlan: VXLANSettings?
 
     public var isUp: Bool { flags & UInt32(IFF_UP) != 0 }
     public var isPromiscuous: Bool { flags & UInt32(IFF_PROMISC) != 0 }
@@ -26,8 +28,9 @@ public struct Link: Sendable, Equatable {
     /// A link as a test's fake kernel describes it.
     public init(
         index: Int32, name: String, flags: UInt32 = 0, mtu: UInt32 = 1500, mac: MACAddress? = nil, master: Int32? = nil,
-        kind: String? = nil, peerIndex: Int32? = nil, alias: String? = nil
+        kind: String? = nil, peerIndex: Int32? = nil, alias: String? = nil, vxlan: VXLANSettings? = nil
     ) {
+        self.vxlan = vxlan
         self.index = index
         self.name = name
         self.flags = flags
@@ -48,7 +51,9 @@ public struct Link: Sendable, Equatable {
         mtu = attrs.u32(UInt16(IFLA_MTU)) ?? 0
         mac = attrs[UInt16(IFLA_ADDRESS)].flatMap(MACAddress.init(bytes:))
         master = attrs.u32(UInt16(IFLA_MASTER)).map { Int32(bitPattern: $0) }
-        kind = attrs.nested(UInt16(IFLA_LINKINFO))?.string(UInt16(IFLA_INFO_KIND))
+        let linkInfo = attrs.nested(UInt16(IFLA_LINKINFO))
+        kind = linkInfo?.string(UInt16(IFLA_INFO_KIND))
+        vxlan = kind == "vxlan" ? linkInfo?.nested(UInt16(IFLA_INFO_DATA)).flatMap(VXLANSettings.init) : nil
         peerIndex = attrs.u32(UInt16(IFLA_LINK)).map { Int32(bitPattern: $0) }
         alias = attrs.string(UInt16(IFLA_IFALIAS))
     }
