@@ -12,12 +12,17 @@ import SystemIO
 /// - a bare CIDR on a line of its own, e.g. the node's `spec.podCIDR` written by a DaemonSet;
 ///   a dual-stack node's `spec.podCIDRs` are one line each, at most one per family (as
 ///   bridge-ipam-agent writes them), and each becomes a range set of its own.
+///
+/// Either may carry `FLANNEL_MTU=1450`: the MTU pods get (bridge-ipam-agent writes the VXLAN
+/// tunnel's, or the underlay's in direct routing mode; flannel writes its backend's).
 public struct NodeSubnet: Equatable, Sendable {
     public var subnet: IPNetwork
     public var gateway: IPAddress?
     public var clusterCIDR: IPNetwork?
     /// Further bare CIDR lines: the node's podCIDR of the other family.
     public var otherSubnets: [IPNetwork] = []
+    /// `FLANNEL_MTU`, the MTU for pods' interfaces.
+    public var mtu: Int? = nil
 
     /// Why a subnet file's text could not be used.
     public enum ParseError: Error, Equatable, CustomStringConvertible {
@@ -28,7 +33,8 @@ public struct NodeSubnet: Equatable, Sendable {
             switch self {
             case .noSubnet: return "it holds neither FLANNEL_SUBNET=... nor a CIDR line"
             case .twoOfAFamily(let line): return "\(line) is a second subnet of its family (one line per family)"
-            case .invalid(let key, let value): return "\(key) \"\(value)\" is not a CIDR"
+            case .invalid(let key, let value):
+                return key == "FLANNEL_MTU" ? "\(key) \"\(value)\" is not an MTU (68-65535)" : "\(key) \"\(value)\" is not a CIDR"
             }
         }
     }
@@ -38,6 +44,7 @@ public struct NodeSubnet: Equatable, Sendable {
         var gateway: IPAddress?
         var cluster: IPNetwork?
         var others: [IPNetwork] = []
+        var mtu: Int?
         for rawLine in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
             let line = String(rawLine).trimmingWhitespace()
             if line.isEmpty || line.hasPrefix("#") { continue }
@@ -52,6 +59,9 @@ public struct NodeSubnet: Equatable, Sendable {
                 case "FLANNEL_NETWORK":
                     guard let n = IPNetwork(cidr: value) else { throw .invalid(key: key, value: value) }
                     cluster = n.masked
+                case "FLANNEL_MTU":
+                    guard let m = Int(value), (68...65535).contains(m) else { throw .invalid(key: key, value: value) }
+                    mtu = m
                 default: continue
                 }
             } else {
@@ -65,7 +75,7 @@ public struct NodeSubnet: Equatable, Sendable {
             }
         }
         guard let subnet else { throw .noSubnet }
-        return NodeSubnet(subnet: subnet, gateway: gateway, clusterCIDR: cluster, otherSubnets: others)
+        return NodeSubnet(subnet: subnet, gateway: gateway, clusterCIDR: cluster, otherSubnets: others, mtu: mtu)
     }
 
     /// Reads and parses the file at `path`; failures are code 7 errors naming the file.

@@ -12,6 +12,9 @@ public struct NeighbourEntry: Sendable, Hashable {
     /// `NUD_*` bits; our entries are NUD_PERMANENT.
     public var state: UInt16
 
+    /// Set by hand or by us, never aged out or replaced by the kernel.
+    public var isPermanent: Bool { state & UInt16(NUD_PERMANENT) != 0 }
+
     public init(index: Int32, address: IPAddress, mac: MACAddress?, state: UInt16 = UInt16(NUD_PERMANENT)) {
         self.index = index
         self.address = address

@@ -36,6 +36,14 @@ public struct VXLANSettings: Sendable, Equatable {
 }
 
 extension NetlinkSocket {
+    /// Sets a link's MTU and brings it up, in one request.
+    public func setLink(index: Int32, name: String, mtu: UInt32) throws(NetlinkError) {
+        try execute("set mtu \(mtu) and up on \(name)", type: UInt16(RTM_NEWLINK)) { m in
+            m.put(header: linkHeader(index: index, flags: UInt32(IFF_UP), change: UInt32(IFF_UP)))
+            m.put(UInt16(IFLA_MTU), u32: mtu)
+        }
+    }
+
     /// Creates a VXLAN device, up, with a fixed MAC (peers address it by that MAC).
     public func createVXLAN(name: String, mac: MACAddress, mtu: UInt32?, _ settings: VXLANSettings) throws(NetlinkError) {
         try execute("create vxlan \(name)", type: UInt16(RTM_NEWLINK), flags: NLM_F_CREATE | NLM_F_EXCL) { m in

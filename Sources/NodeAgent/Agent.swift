@@ -26,7 +26,7 @@ public final class Agent {
     public init(options: AgentOptions, connection: KubeConnection, socket: NetlinkSocket) throws(KubeRequestError) {
         self.options = options
         self.client = try KubeClient(connection: connection)
-        self.routes = NodeRoutes(nodeName: options.nodeName!, subnetFile: options.subnetFile, socket: socket)
+        self.routes = NodeRoutes(nodeName: options.nodeName!, subnetFile: options.subnetFile, socket: socket, mode: options.routing)
         self.nextResync = monotonicSeconds() + options.resync
         self.initialBackoff = min(1, options.backoffMax)
         self.backoff = initialBackoff

@@ -1,3 +1,5 @@
+import ClusterRoutes
+
 /// The agent's command line.
 public struct AgentOptions: Equatable, Sendable {
     public var kubeconfig: String?
@@ -10,6 +12,7 @@ public struct AgentOptions: Equatable, Sendable {
     public var readyFile: String?
     public var backoffMax = 30.0
     public var watchTimeout = 300
+    public var routing = RoutingMode.auto
 
     public init() {}
 
@@ -18,12 +21,14 @@ public struct AgentOptions: Equatable, Sendable {
             && l.installCNI?.binDir == r.installCNI?.binDir && l.installCNI?.confDir == r.installCNI?.confDir
             && l.cniPlugin == r.cniPlugin && l.cniConflist == r.cniConflist && l.resync == r.resync
             && l.readyFile == r.readyFile && l.backoffMax == r.backoffMax && l.watchTimeout == r.watchTimeout
+            && l.routing == r.routing
     }
 
     public static let usage = """
         usage: bridge-ipam-agent [--kubeconfig FILE] [--node NAME] [--subnet-file PATH]
                                  [--install-cni BIN_DIR CONF_DIR [--cni-plugin FILE] [--cni-conflist FILE]]
                                  [--resync SECONDS] [--ready-file PATH] [--backoff-max SECONDS] [--watch-timeout SECONDS]
+                                 [--routing auto|direct|vxlan]
           --kubeconfig   API server and credentials (default: the in-cluster service account)
           --node         this node's name (default: $NODE_NAME)
           --subnet-file  where this node's podCIDRs are written for ipam.subnetFile (default /run/bridge-ipam/podcidr)
@@ -34,6 +39,9 @@ public struct AgentOptions: Equatable, Sendable {
           --ready-file   created once the node is listed and its subnet file written (for a readiness probe)
           --backoff-max  longest wait between reconnection attempts, seconds (default 30)
           --watch-timeout seconds a watch request may last before it is renewed (default 300)
+          --routing      how other nodes' pods are reached: auto (default) a direct route when the node's
+                         InternalIP is on one of this node's links, VXLAN (device bipam.1, VNI 1, UDP 8472)
+                         otherwise; direct: routes only; vxlan: the tunnel for every node
         """
 
     public struct UsageError: Error, CustomStringConvertible {
@@ -66,6 +74,10 @@ public struct AgentOptions: Equatable, Sendable {
             case "--ready-file": options.readyFile = try value(flag)
             case "--backoff-max": options.backoffMax = try seconds(flag)
             case "--watch-timeout": options.watchTimeout = max(1, Int(try seconds(flag)))
+            case "--routing":
+                let text = try value(flag)
+                guard let mode = RoutingMode(rawValue: text) else { throw UsageError(message: "--routing \(text): auto, direct or vxlan") }
+                options.routing = mode
             default: throw UsageError(message: "unknown argument \(flag)")
             }
         }
