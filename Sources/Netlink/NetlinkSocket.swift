@@ -407,6 +407,7 @@ public final class NetlinkSocket {
         case Int32(RTM_NEWLINK), Int32(RTM_DELLINK): return MemoryLayout<ifinfomsg>.size
         case Int32(RTM_NEWADDR), Int32(RTM_DELADDR): return MemoryLayout<ifaddrmsg>.size
         case Int32(RTM_NEWROUTE), Int32(RTM_DELROUTE): return MemoryLayout<rtmsg>.size
+        case Int32(RTM_NEWNEIGH), Int32(RTM_DELNEIGH): return MemoryLayout<ndmsg>.size
         default: return 0
         }
     }

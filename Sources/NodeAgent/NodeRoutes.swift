@@ -17,6 +17,8 @@ public final class NodeRoutes {
     private(set) var nodes: [String: Result<ClusterNode, Cluster.Error>] = [:]
     /// The message last logged under each key, so a lasting problem is logged once.
     private var reported: [String: String] = [:]
+    /// The pods' MTU last worked out, kept while the underlay cannot be read.
+    private var podMTU: UInt32?
 
     public convenience init(nodeName: String, subnetFile: String, socket: NetlinkSocket, mode: RoutingMode = .auto) {
         self.init(nodeName: nodeName, subnetFile: subnetFile, network: NodeNetwork(mode: mode, kernel: NetlinkNetworkKernel(socket: socket)))
@@ -84,12 +86,16 @@ public final class NodeRoutes {
             }
         }
         let outcome = network.sync(me: me, peers: peers)
-        let subnetReady = writeSubnetFile(me, mtu: outcome.podMTU)
+        podMTU = outcome.podMTU ?? podMTU
+        let subnetReady = writeSubnetFile(me, mtu: podMTU)
         problems.merge(outcome.problems) { a, _ in a }
         for (name, problem) in problems { report("node " + name, problem) }
         for key in reported.keys where key.hasPrefix("node ") && problems[String(key.dropFirst(5))] == nil { reported[key] = nil }
         if let problem = outcome.localProblem { report("local", problem) } else { clear("local") }
 
+        if outcome.tunnelRecreated {
+            Log.line("VXLAN device \(network.overlay.device) created (VNI \(network.overlay.vni), UDP port \(network.overlay.port))")
+        }
         var entries = 0
         for change in outcome.applied {
             switch change {
@@ -98,7 +104,6 @@ public final class NodeRoutes {
             }
         }
         if entries > 0 { Log.line("\(entries) neighbour and fdb entries of \(network.overlay.device) changed") }
-        if outcome.tunnelRecreated { Log.line("VXLAN device \(network.overlay.device) created (VNI \(network.overlay.vni), port \(network.overlay.port))") }
         for (node, messages) in outcome.failures {
             let whose = node.isEmpty ? "a node that left" : "node \(node)"
             report("apply " + node, "cannot apply every route: for \(whose): \(messages.joined(separator: "; ")); retrying at the next change or resync")
