@@ -51,7 +51,8 @@ public final class NetlinkNetworkKernel: NetworkKernel {
             let present = try socket.addresses(index: link.index).filter { !isLinkLocal($0.network.address) }.map(\.network)
             for address in present where !device.addresses.contains(address) { try socket.deleteAddress(address, index: link.index) }
             for address in device.addresses where !present.contains(address) {
-                try socket.addAddress(address, index: link.index, options: AddressOptions(skipDuplicateDetection: true), tolerateExisting: true)
+                try socket.addAddress(
+                    address, index: link.index, options: AddressOptions(skipDuplicateDetection: true), tolerateExisting: true)
             }
             return (link.index, created)
         } catch { throw fail(error) }
@@ -65,7 +66,9 @@ public final class NetlinkNetworkKernel: NetworkKernel {
         do throws(NetlinkError) {
             var installed = InstalledNetwork()
             for family in [IPAddress.Family.v4, .v6] {
-                for route in try socket.routes(family: family, table: NetlinkNetworkKernel.mainTable, routeProtocol: RouteSync.routeProtocol) {
+                for route in try socket.routes(
+                    family: family, table: NetlinkNetworkKernel.mainTable, routeProtocol: RouteSync.routeProtocol)
+                {
                     installed.routes[route.destination] = InstalledRoute(
                         gateway: route.gateway, tunnel: tunnelIndex != nil && route.outputInterface == tunnelIndex)
                 }
@@ -110,15 +113,18 @@ public final class NetlinkNetworkKernel: NetworkKernel {
                         }
                         NetlinkSocket.addRoute(entry, to: &batch)
                     case .removeRoute(let destination, let was):
-                        NetlinkSocket.deleteRoute(RouteEntry(destination: destination, gateway: was.gateway, routeProtocol: proto), to: &batch)
+                        NetlinkSocket.deleteRoute(
+                            RouteEntry(destination: destination, gateway: was.gateway, routeProtocol: proto), to: &batch)
                     case .setNeighbour(let ip, let mac):
                         NetlinkSocket.setNeighbour(NeighbourEntry(index: tunnelIndex ?? 0, address: ip, mac: mac.value), to: &batch)
                     case .removeNeighbour(let ip, _):
                         NetlinkSocket.deleteNeighbour(NeighbourEntry(index: tunnelIndex ?? 0, address: ip, mac: nil), to: &batch)
                     case .setForwarding(let mac, let dst):
-                        NetlinkSocket.setForwardingEntry(ForwardingEntry(index: tunnelIndex ?? 0, mac: mac, destination: dst.value), to: &batch)
+                        NetlinkSocket.setForwardingEntry(
+                            ForwardingEntry(index: tunnelIndex ?? 0, mac: mac, destination: dst.value), to: &batch)
                     case .removeForwarding(let mac, let dst):
-                        NetlinkSocket.deleteForwardingEntry(ForwardingEntry(index: tunnelIndex ?? 0, mac: mac, destination: dst), to: &batch)
+                        NetlinkSocket.deleteForwardingEntry(
+                            ForwardingEntry(index: tunnelIndex ?? 0, mac: mac, destination: dst), to: &batch)
                     }
                 }
             }

@@ -85,7 +85,9 @@ extension DesiredNetwork {
             }
             if current.gateway != route.gateway || current.tunnel != route.tunnel { changes.append(.replaceRoute(route, was: current)) }
         }
-        for (destination, current) in installed.routes where routes[destination] == nil { changes.append(.removeRoute(destination, current)) }
+        for (destination, current) in installed.routes where routes[destination] == nil {
+            changes.append(.removeRoute(destination, current))
+        }
         for (ip, mac) in neighbours where installed.neighbours[ip] != mac.value { changes.append(.setNeighbour(ip, mac)) }
         for (ip, mac) in installed.neighbours where neighbours[ip] == nil { changes.append(.removeNeighbour(ip, mac)) }
         for (mac, dst) in forwarding where installed.forwarding[mac] != dst.value { changes.append(.setForwarding(mac, dst)) }

@@ -96,7 +96,8 @@ extension DesiredNetwork {
                 }
                 if direct {
                     guard let gateway = sameFamily else {
-                        reasons.append("node \(peer.name) has no \(family == .v4 ? "IPv4" : "IPv6") InternalIP; its podCIDR \(cidr) gets no route")
+                        reasons.append(
+                            "node \(peer.name) has no \(family == .v4 ? "IPv4" : "IPv6") InternalIP; its podCIDR \(cidr) gets no route")
                         continue
                     }
                     routes[cidr] = DesiredRoute(destination: cidr, gateway: gateway, tunnel: false, node: peer.name)
@@ -104,7 +105,8 @@ extension DesiredNetwork {
                 }
                 guard let underlayFamily, let underlay = peer.addresses.first(where: { $0.family == underlayFamily }) else {
                     reasons.append(
-                        "node \(peer.name) has no \(underlayFamily == .v6 ? "IPv6" : "IPv4") InternalIP to tunnel to; its podCIDR \(cidr) gets no route")
+                        "node \(peer.name) has no \(underlayFamily == .v6 ? "IPv6" : "IPv4") InternalIP to tunnel to; its podCIDR \(cidr) gets no route"
+                    )
                     continue
                 }
                 let mac = OverlaySettings.vtepMAC(for: underlay)
@@ -123,7 +125,9 @@ extension DesiredNetwork {
     static func overlapping(me: ClusterNode, others: [ClusterNode]) -> [IPNetwork: String] {
         var all: [(cidr: IPNetwork, node: String)] = []
         for node in [me] + others { for cidr in node.podCIDRs { all.append((cidr, node.name)) } }
-        all.sort { $0.cidr.network < $1.cidr.network || ($0.cidr.network == $1.cidr.network && $0.cidr.prefixLength < $1.cidr.prefixLength) }
+        all.sort {
+            $0.cidr.network < $1.cidr.network || ($0.cidr.network == $1.cidr.network && $0.cidr.prefixLength < $1.cidr.prefixLength)
+        }
         var culprits: [IPNetwork: String] = [:]
         var furthest: (end: IPAddress, cidr: IPNetwork, node: String)?
         for entry in all {

@@ -81,13 +81,16 @@ public final class NodeNetwork {
                         name: overlay.device, vni: overlay.vni, port: overlay.port, underlayIndex: underlay.index,
                         local: underlay.network.address, mac: OverlaySettings.vtepMAC(for: underlay.network.address),
                         mtu: underlayMTU - overhead,
-                        addresses: me.podCIDRs.map { IPNetwork(address: OverlaySettings.tunnelAddress(of: $0), prefixLength: $0.address.bitWidth)! })
+                        addresses: me.podCIDRs.map {
+                            IPNetwork(address: OverlaySettings.tunnelAddress(of: $0), prefixLength: $0.address.bitWidth)!
+                        })
                     do throws(KernelError) {
                         let (index, created) = try kernel.ensureTunnel(device)
                         tunnelIndex = index
                         outcome.tunnelRecreated = created
                     } catch {
-                        outcome.localProblem = "cannot set up the VXLAN device \(overlay.device): \(error); peers behind the tunnel get no route"
+                        outcome.localProblem =
+                            "cannot set up the VXLAN device \(overlay.device): \(error); peers behind the tunnel get no route"
                     }
                 }
             } else if mode.usesTunnel {

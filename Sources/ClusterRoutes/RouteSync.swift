@@ -22,7 +22,8 @@ public struct RouteSync {
     /// Our routes in the main table, of both families.
     public func currentRoutes() throws(NetlinkError) -> [(destination: IPNetwork, gateway: IPAddress?)] {
         let main = UInt32(254)
-        return try (socket.routes(family: .v4, table: main, routeProtocol: RouteSync.routeProtocol)
+        return try
+            (socket.routes(family: .v4, table: main, routeProtocol: RouteSync.routeProtocol)
             + socket.routes(family: .v6, table: main, routeProtocol: RouteSync.routeProtocol))
             .map { ($0.destination, $0.gateway) }
     }

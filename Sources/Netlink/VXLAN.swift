@@ -28,7 +28,9 @@ public struct VXLANSettings: Sendable, Equatable {
     init?(_ data: Attributes) {
         guard let vni = data.u32(UInt16(IFLA_VXLAN_ID)) else { return nil }
         self.vni = vni
-        port = data[UInt16(IFLA_VXLAN_PORT)].flatMap { b in b.count == 2 ? UInt16(b[b.startIndex]) << 8 | UInt16(b[b.startIndex + 1]) : nil } ?? 0
+        port =
+            data[UInt16(IFLA_VXLAN_PORT)].flatMap { b in b.count == 2 ? UInt16(b[b.startIndex]) << 8 | UInt16(b[b.startIndex + 1]) : nil }
+            ?? 0
         underlayIndex = data.u32(UInt16(IFLA_VXLAN_LINK)).map { Int32(bitPattern: $0) }
         local = (data[UInt16(IFLA_VXLAN_LOCAL)] ?? data[UInt16(IFLA_VXLAN_LOCAL6)]).flatMap(IPAddress.init(bytes:))
         learning = (data.u8(UInt16(IFLA_VXLAN_LEARNING)) ?? 0) != 0

@@ -21,7 +21,8 @@ public final class NodeRoutes {
     private var podMTU: UInt32?
 
     public convenience init(nodeName: String, subnetFile: String, socket: NetlinkSocket, mode: RoutingMode = .auto) {
-        self.init(nodeName: nodeName, subnetFile: subnetFile, network: NodeNetwork(mode: mode, kernel: NetlinkNetworkKernel(socket: socket)))
+        self.init(
+            nodeName: nodeName, subnetFile: subnetFile, network: NodeNetwork(mode: mode, kernel: NetlinkNetworkKernel(socket: socket)))
     }
 
     public init(nodeName: String, subnetFile: String, network: NodeNetwork) {
@@ -106,7 +107,9 @@ public final class NodeRoutes {
         if entries > 0 { Log.line("\(entries) neighbour and fdb entries of \(network.overlay.device) changed") }
         for (node, messages) in outcome.failures {
             let whose = node.isEmpty ? "a node that left" : "node \(node)"
-            report("apply " + node, "cannot apply every route: for \(whose): \(messages.joined(separator: "; ")); retrying at the next change or resync")
+            report(
+                "apply " + node,
+                "cannot apply every route: for \(whose): \(messages.joined(separator: "; ")); retrying at the next change or resync")
         }
         for key in reported.keys where key.hasPrefix("apply ") && outcome.failures[String(key.dropFirst(6))] == nil { reported[key] = nil }
         return subnetReady
@@ -126,7 +129,8 @@ public final class NodeRoutes {
         do {
             if try AtomicFile.write(Array(text.utf8), to: subnetFile, mode: 0o644) {
                 Log.line(
-                    "subnet file \(subnetFile) written: \(me.podCIDRs.map(\.description).joined(separator: " "))\(mtu.map { ", MTU \($0)" } ?? "")")
+                    "subnet file \(subnetFile) written: \(me.podCIDRs.map(\.description).joined(separator: " "))\(mtu.map { ", MTU \($0)" } ?? "")"
+                )
             }
             clear("subnet")
             return true

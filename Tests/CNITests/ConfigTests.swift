@@ -182,6 +182,19 @@ extension String {
         #expect(node.subnet.description == "10.244.1.0/24")
         #expect(node.gateway?.description == "10.244.1.1")
         #expect(node.clusterCIDR?.description == "10.244.0.0/16")
+        #expect(node.mtu == 1450)
+    }
+
+    @Test func theAgentsFileCarriesTheMTUAfterItsCIDRs() throws {
+        let node = try NodeSubnet.parse("10.244.2.0/24\nfd00:10:244:2::/64\nFLANNEL_MTU=1450\n")
+        #expect(node.mtu == 1450 && node.otherSubnets.count == 1)
+        #expect(try NodeSubnet.parse("10.244.2.0/24\n").mtu == nil)
+        #expect(throws: NodeSubnet.ParseError.invalid(key: "FLANNEL_MTU", value: "67")) {
+            try NodeSubnet.parse("10.244.2.0/24\nFLANNEL_MTU=67\n")
+        }
+        #expect(throws: NodeSubnet.ParseError.invalid(key: "FLANNEL_MTU", value: "65536")) {
+            try NodeSubnet.parse("10.244.2.0/24\nFLANNEL_MTU=65536\n")
+        }
     }
 
     @Test func aBarePodCIDRLineIsTheSubnet() throws {
