@@ -22,14 +22,15 @@ vx_api_node 1 192.168.1.11
 measure() {
     local mode=$1 n tput rtt mtu
     for n in 0 1; do agent_stop $n; agent_start $n --routing $mode; done
-    wait_until 5 bash -c "grep -q 'FLANNEL_MTU=$([ $mode = direct ] && echo 1500 || echo 1450)' $RUN_DIR/node0/podcidr && grep -q FLANNEL_MTU $RUN_DIR/node1/podcidr && [ -n \"\$(ip -n $RUN-node0 route show proto 212)\" ]" || { echo "agents in $mode mode did not converge"; return 1; }
+    wait_until 5 bash -c "grep -qs 'FLANNEL_MTU=$([ $mode = direct ] && echo 1500 || echo 1450)' $RUN_DIR/node0/podcidr && grep -qs FLANNEL_MTU $RUN_DIR/node1/podcidr && [ -n \"\$(ip -n $RUN-node0 route show proto 212)\" ]" || { echo "agents in $mode mode did not converge: $(tail -n 5 $RUN_DIR/node0/agent.log)"; return 1; }
     for n in 0 1; do [ -e /run/netns/$RUN-pod$n ] && del_pod $n; add_pod $n || return 1; done
     mtu=$(ip -n $RUN-pod0 -j link show eth0 | jq '.[0].mtu')
     ping_ok pod0 ${POD[1]} || { echo "pod0 cannot reach pod1 in $mode mode"; return 1; }
     ip netns exec $RUN-pod1 iperf3 -s -1 >/dev/null 2>&1 &
+    local server=$!
     sleep 0.3
     tput=$(ip netns exec $RUN-pod0 iperf3 -c ${POD[1]} -t $SECONDS_PER_RUN -J | jq '.end.sum_received.bits_per_second / 1e9')
-    wait
+    wait $server
     rtt=$(ip netns exec $RUN-pod0 ping -n -q -c 500 -i 0.002 ${POD[1]} | awk -F/ '/^rtt/ { print $5 }')
     printf '| %-6s | %4s | %8.2f Gbit/s | %6s ms |\n' $mode $mtu $tput $rtt
 }

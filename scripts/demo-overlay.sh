@@ -48,7 +48,7 @@ agent_stop 4
 api POST /delete '["node4"]' >/dev/null
 wait_until 2 in_shell "no_entries_for 0 4 192.168.2.12" && echo "  deleted: node0's route, neighbour and FDB entry for it are gone after ${WAITED_MS} ms"
 for n in 0 1 2 3; do del_pod $n; done
-cleanup
+cleanup 2>/dev/null
 trap - EXIT
 echo
 echo "done; nothing of the run is left: $(ip netns list | grep -c "^$RUN-") namespaces"
