@@ -39,6 +39,9 @@ public struct TunnelDevice: Equatable, Sendable {
 /// Makes the node's routes, tunnel device and tunnel entries match the cluster: one plan,
 /// applied entry by entry, whatever the routing mode.
 public final class NodeNetwork {
+    /// The route protocol that marks bridge-ipam's routes (`ip route show proto 212`).
+    public static let routeProtocol: UInt8 = 212
+
     public let mode: RoutingMode
     public let overlay: OverlaySettings
     let kernel: any NetworkKernel

@@ -1,5 +1,6 @@
 import Addresses
 import ClusterRoutes
+import RouteKernel
 import JSON
 import Netlink
 

@@ -1,4 +1,5 @@
 import Addresses
+import ClusterRoutes
 import Netlink
 
 /// Applies a route plan to the main routing table of the caller's namespace.
@@ -8,7 +9,7 @@ import Netlink
 /// error), replaces and deletes match our protocol only.
 public struct RouteSync {
     /// The route protocol that marks bridge-ipam's routes (`ip route show proto 212`).
-    public static let routeProtocol: UInt8 = 212
+    public static let routeProtocol = NodeNetwork.routeProtocol
 
     let socket: NetlinkSocket
 

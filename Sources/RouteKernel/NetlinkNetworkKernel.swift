@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Addresses
+import ClusterRoutes
 import Netlink
 
 /// `NetworkKernel` over netlink, in the caller's network namespace.

@@ -2,6 +2,8 @@
 import Glibc
 #endif
 import Addresses
+import ClusterRoutes
+import RouteKernel
 import Netlink
 import SystemIO
 
