@@ -60,6 +60,6 @@ let package = Package(
         .testTarget(name: "NetlinkTests", dependencies: ["Addresses", "CNetlinkShim", "Netlink", "NFTables"]),
         .testTarget(name: "CNITests", dependencies: ["Addresses", "CNI", "JSON", "IPAM"]),
         .testTarget(name: "BridgePluginTests", dependencies: ["BridgePlugin", "Addresses", "CNI", "IPAM", "JSON", "Netlink", "SystemIO"]),
-        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "JSON"]),
+        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "ClusterRoutes", "Addresses", "JSON", "SystemIO"]),
     ]
 )
