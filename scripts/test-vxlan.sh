@@ -8,11 +8,12 @@
 #   $RUN-node0,1    192.168.1.10, .11 on subnet A     $RUN-node2,3   192.168.2.10, .11 on B
 #   $RUN-podN       one pod per node, attached by the plugin from the agent's subnet file
 #
-# Checks: the routes and tunnel entries of each kind of peer; every pair pod<->pod and
-# node->pod without NAT; nothing encapsulated between same-subnet peers; the MTU (a full-size DF
-# ping crosses the tunnel); a node joining, changing address and leaving converges within 1 s;
-# a tunnel device deleted by hand comes back; a refused entry and overlapping podCIDRs hold
-# no other node back.
+# Checks: the routes and tunnel entries of each kind of peer; every pair pod<->pod (IPv4 and
+# IPv6, dual-stack pods over the IPv4 tunnel) and node->pod without NAT; nothing encapsulated
+# between same-subnet peers; the MTU (a full-size DF ping crosses the tunnel); a node joining,
+# changing address and leaving converges within 1 s; a tunnel device deleted by hand comes back;
+# a refused entry and overlapping podCIDRs hold no other node back; direct mode; and two
+# IPv6-only nodes (ul2) with the tunnel over IPv6.
 RUN=${RUN:-p20$$}
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/cluster.sh"
@@ -135,6 +136,41 @@ check "...the kernel refuses the off-link peers' routes, and it says so, by node
 check "...nodes without an IPv6 InternalIP: no IPv6 route, said once by name" bash -c "[ \$(grep -c 'node node0 has no IPv6 InternalIP' $RUN_DIR/node1/agent.log) = 1 ]"
 check "...while the same-subnet peer keeps its route" direct_to 1 0
 agent_stop 1
+
+echo "== IPv6 only: the tunnel over an IPv6 underlay"
+ip -n $RUN-underlay link add ul2 type bridge
+ip -n $RUN-underlay link set ul2 up
+for n in 9 10; do
+    new_ns node$n
+    ip -n $RUN-underlay link add n$n type veth peer name eth0 netns $RUN-node$n
+    ip -n $RUN-underlay link set n$n master ul2 up
+    ip -n $RUN-node$n addr add fd00:1::$n/64 dev eth0 nodad
+    ip -n $RUN-node$n link set eth0 up
+    mkdir -p "$RUN_DIR/node$n"
+    api POST /nodes "{\"name\":\"node$n\",\"ip\":\"fd00:1::$n\",\"podCIDR\":\"fd00:10:244:$n::/64\"}" >/dev/null
+done
+# The API server is reached over IPv4: a second link to the router, not used by the tunnel.
+for n in 9 10; do
+    ip -n $RUN-underlay link add m$n type veth peer name mgmt netns $RUN-node$n
+    ip -n $RUN-underlay link set m$n master ul0 up
+    ip -n $RUN-node$n addr add 192.168.1.$((100 + n))/24 dev mgmt
+    ip -n $RUN-node$n link set mgmt up
+    agent_start $n --routing vxlan
+done
+wait_until 5 bash -c "ip -n $RUN-node9 -6 route show fd00:10:244:10::/64 proto 212 | grep -q onlink"
+check "node9 routes node10's podCIDR through the tunnel ($(ip -n $RUN-node9 -6 route show proto 212 | tr '\n' ' '))" bash -c \
+    "ip -n $RUN-node9 -6 route show fd00:10:244:10::/64 proto 212 | grep -q 'via fd00:10:244:10:: dev $DEV .*onlink'"
+check "...over an IPv6 VXLAN device from its InternalIP, MTU the underlay's less 70" bash -c \
+    "ip -n $RUN-node9 -d link show $DEV | grep -q 'mtu 1430' && ip -n $RUN-node9 -d link show $DEV | grep -q 'vxlan id 1 local fd00:1::9 dev eth0 .*dstport 8472 nolearning'"
+check "...its FDB entry points at node10's IPv6 InternalIP" bash -c "ip netns exec $RUN-node9 bridge fdb show dev $DEV | grep -q 'dst fd00:1::10 self permanent'"
+add_pod 9; add_pod 10
+check "pod9 reaches pod10 (${POD6[10]}) through it" bash -c "ip netns exec $RUN-pod9 ping -6 -n -q -c 1 -w 3 ${POD6[10]} >/dev/null"
+check "...with a full-size (1430-byte) DF packet" bash -c "ip netns exec $RUN-pod9 ping -6 -n -q -c 1 -w 3 -M do -s 1382 ${POD6[10]} >/dev/null"
+check "...and node9 reaches pod10 from its own pod-range address" bash -c "ip netns exec $RUN-node9 ping -6 -n -q -c 1 -w 3 ${POD6[10]} >/dev/null"
+check "the IPv4 nodes name the IPv6-only ones once: nothing to tunnel to ($(grep -m1 'node node9 has no IPv4' $RUN_DIR/node0/agent.log | cut -d' ' -f3-))" bash -c \
+    "[ \$(grep -c 'node node9 has no IPv4 InternalIP to tunnel to' $RUN_DIR/node0/agent.log) = 1 ]"
+del_pod 9; del_pod 10
+unset 'POD[9]' 'POD[10]'
 
 for n in 0 1 2 3; do del_pod $n; done
 finish
