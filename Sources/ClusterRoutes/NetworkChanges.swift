@@ -92,6 +92,7 @@ extension DesiredNetwork {
         for (ip, mac) in installed.neighbours where neighbours[ip] == nil { changes.append(.removeNeighbour(ip, mac)) }
         for (mac, dst) in forwarding where installed.forwarding[mac] != dst.value { changes.append(.setForwarding(mac, dst)) }
         for (mac, dst) in installed.forwarding where forwarding[mac] == nil { changes.append(.removeForwarding(mac, dst)) }
-        return changes.sorted { ($0.order, $0.description) < ($1.order, $1.description) }
+        // Each key is made once: made in the comparator, 15,000 changes cost seconds.
+        return changes.map { (key: ($0.order, $0.description), change: $0) }.sorted { $0.key < $1.key }.map(\.change)
     }
 }
