@@ -37,7 +37,7 @@ measure() {
 {
     echo "# make bench: direct routes against VXLAN"
     echo
-    echo "$(date -u +%Y-%m-%d), $(nproc) cores, kernel $(uname -r); two nodes on one subnet (veths), one pod each."
+    echo "$(date -u +%Y-%m-%d), $(nproc) cores (load average $(cut -d" " -f1 /proc/loadavg) at the start), kernel $(uname -r); two nodes on one subnet (veths), one pod each."
     echo "TCP: iperf3, one stream, ${SECONDS_PER_RUN} s, pod0 -> pod1. RTT: average of 500 pings at 2 ms intervals."
     echo "Both modes run the same path but for the VXLAN device; on real NICs encapsulation costs more"
     echo "(no offloads in veths here, and the 50-byte header is 3% of a 1500-byte frame)."
