@@ -130,6 +130,18 @@ private let otherSubnet = node("c", ["192.168.2.3"], ["10.244.2.0/24"])
         #expect(kernel.state.routes[net("10.244.2.0/24")] != nil, "the other node's route is applied")
     }
 
+    @Test func aPeerMovingOnLinkTradesItsTunnelEntriesForADirectRoute() {
+        let kernel = FakeNetworkKernel(addresses: ["192.168.1.2/24"])
+        let network = NodeNetwork(mode: .auto, kernel: kernel)
+        _ = network.sync(me: me, peers: [otherSubnet])
+        #expect(kernel.state.routes[net("10.244.2.0/24")]?.tunnel == true)
+        let moved = node("c", ["192.168.1.9"], ["10.244.2.0/24"])
+        let outcome = network.sync(me: me, peers: [moved])
+        #expect(kernel.state.routes[net("10.244.2.0/24")] == InstalledRoute(gateway: ip("192.168.1.9"), tunnel: false))
+        #expect(kernel.state.neighbours.isEmpty && kernel.state.forwarding.isEmpty)
+        #expect(outcome.applied.count == 3)
+    }
+
     @Test func directModeKeepsTheUnderlayMTUAndRemovesTheTunnel() {
         let kernel = FakeNetworkKernel(addresses: ["192.168.1.2/24"])
         _ = NodeNetwork(mode: .vxlan, kernel: kernel).sync(me: me, peers: [sameSubnet])
