@@ -49,7 +49,9 @@ let package = Package(
         .executableTarget(
             name: "bridge-ipam", dependencies: ["BridgePlugin", "RoutesCommand", "CNI", "CBuildInfo", "CProcessStart", "SystemIO"]),
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
-        .target(name: "NodeAgent", dependencies: ["Addresses", "CCurl", "ClusterRoutes", "RouteKernel", "JSON", "Netlink", "SystemIO"]),
+        .target(
+            name: "NodeAgent",
+            dependencies: ["Addresses", "CCurl", "ClusterRoutes", "RouteKernel", "JSON", "Netlink", "NFTables", "SystemIO"]),
         .executableTarget(name: "bridge-ipam-agent", dependencies: ["NodeAgent", "Netlink"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "SystemIOTests", dependencies: ["SystemIO"]),

@@ -1,3 +1,4 @@
+import Addresses
 import ClusterRoutes
 
 /// The agent's command line.
@@ -13,6 +14,8 @@ public struct AgentOptions: Equatable, Sendable {
     public var backoffMax = 30.0
     public var watchTimeout = 300
     public var routing = RoutingMode.auto
+    /// Pod traffic from and to these is accepted in the node's FORWARD chains (`ServicesSetup`).
+    public var clusterCIDRs: [IPNetwork] = []
 
     public init() {}
 
@@ -22,6 +25,7 @@ public struct AgentOptions: Equatable, Sendable {
             && l.cniPlugin == r.cniPlugin && l.cniConflist == r.cniConflist && l.resync == r.resync
             && l.readyFile == r.readyFile && l.backoffMax == r.backoffMax && l.watchTimeout == r.watchTimeout
             && l.routing == r.routing
+            && l.clusterCIDRs == r.clusterCIDRs
     }
 
     public static let usage = """
@@ -29,6 +33,8 @@ public struct AgentOptions: Equatable, Sendable {
                                  [--install-cni BIN_DIR CONF_DIR [--cni-plugin FILE] [--cni-conflist FILE]]
                                  [--resync SECONDS] [--ready-file PATH] [--backoff-max SECONDS] [--watch-timeout SECONDS]
                                  [--routing auto|direct|vxlan]
+                                 [--cluster-cidr CIDR]...
+               bridge-ipam-agent --remove-forward-accepts
           --kubeconfig   API server and credentials (default: the in-cluster service account)
           --node         this node's name (default: $NODE_NAME)
           --subnet-file  where this node's podCIDRs are written for ipam.subnetFile (default /run/bridge-ipam/podcidr)
@@ -42,6 +48,9 @@ public struct AgentOptions: Equatable, Sendable {
           --routing      how other nodes' pods are reached: auto (default) a direct route when the node's
                          InternalIP is on one of this node's links, VXLAN (device bipam.1, VNI 1, UDP 8472)
                          otherwise; direct: routes only; vxlan: the tunnel for every node
+          --cluster-cidr the cluster's pod CIDR (once per family): pod traffic from and to it is accepted in
+                         iptables-nft's FORWARD chain (a node whose FORWARD policy is DROP forwards it)
+          --remove-forward-accepts  remove those FORWARD accepts and exit
         """
 
     public struct UsageError: Error, CustomStringConvertible {
@@ -78,6 +87,10 @@ public struct AgentOptions: Equatable, Sendable {
                 let text = try value(flag)
                 guard let mode = RoutingMode(rawValue: text) else { throw UsageError(message: "--routing \(text): auto, direct or vxlan") }
                 options.routing = mode
+            case "--cluster-cidr":
+                let text = try value(flag)
+                guard let cidr = IPNetwork(cidr: text) else { throw UsageError(message: "\(flag) \(text): not a CIDR") }
+                options.clusterCIDRs.append(cidr.masked)
             default: throw UsageError(message: "unknown argument \(flag)")
             }
         }
