@@ -20,6 +20,8 @@ public final class NodeRoutes {
     private var reported: [String: String] = [:]
     /// The pods' MTU last worked out, kept while the underlay cannot be read.
     private var podMTU: UInt32?
+    /// What the last sync did and found (routes desired, changes refused, nodes left out).
+    public private(set) var lastOutcome: NodeNetwork.Outcome?
 
     public convenience init(nodeName: String, subnetFile: String, socket: NetlinkSocket, mode: RoutingMode = .auto) {
         self.init(
@@ -88,6 +90,7 @@ public final class NodeRoutes {
             }
         }
         let outcome = network.sync(me: me, peers: peers)
+        lastOutcome = outcome
         podMTU = outcome.podMTU ?? podMTU
         let subnetReady = writeSubnetFile(me, mtu: podMTU)
         problems.merge(outcome.problems) { a, _ in a }
