@@ -105,6 +105,8 @@ check "...and pod0 reaches pod2 again" ping_ok pod0 ${POD[2]}
 ip netns exec $RUN-node0 bridge fdb del $(vtep_mac 192.168.2.11) dev $DEV
 ip -n $RUN-node0 neigh del 10.244.3.0 dev $DEV
 if wait_until $((AGENT_RESYNC + 2)) tunnel_to 0 3; then pass "an FDB and a neighbour entry deleted by hand come back (${WAITED_MS} ms)"; else fail "entries not back"; fi
+ip -n $RUN-node0 route del 10.244.2.0/24 proto 212
+if wait_until $((AGENT_RESYNC + 2)) tunnel_to 0 2; then pass "...and so does a tunnel route (${WAITED_MS} ms)"; else fail "route not back"; fi
 
 echo "== Faults stay with their node"
 ip -n $RUN-node0 route add 10.244.5.0/24 dev lo proto static
