@@ -63,10 +63,10 @@ ping_ok pod0 ${POD[2]}
 check "...other-subnet traffic is ($before -> $(tx_packets 0))" test "$(tx_packets 0)" -gt "$before"
 
 echo "== MTU"
-check "a full-size packet (1450 bytes) with DF set crosses the tunnel" ip netns exec $RUN-pod0 ping -n -q -c 1 -w 3 -M do -s 1422 ${POD[2]}
+check "a full-size packet (1450 bytes) with DF set crosses the tunnel" bash -c "ip netns exec $RUN-pod0 ping -n -q -c 1 -w 3 -M do -s 1422 ${POD[2]} >/dev/null"
 check "...one byte more is refused at the pod, not lost on the way" bash -c "! ip netns exec $RUN-pod0 ping -n -q -c 1 -w 2 -M do -s 1423 ${POD[2]} >/dev/null 2>&1"
-check "a full-size IPv6 packet crosses it too" ip netns exec $RUN-pod0 ping -6 -n -q -c 1 -w 3 -M do -s 1402 ${POD6[2]}
-check "a full-size DF packet between same-subnet pods" ip netns exec $RUN-pod0 ping -n -q -c 1 -w 3 -M do -s 1422 ${POD[1]}
+check "a full-size IPv6 packet crosses it too" bash -c "ip netns exec $RUN-pod0 ping -6 -n -q -c 1 -w 3 -M do -s 1402 ${POD6[2]} >/dev/null"
+check "a full-size DF packet between same-subnet pods" bash -c "ip netns exec $RUN-pod0 ping -n -q -c 1 -w 3 -M do -s 1422 ${POD[1]} >/dev/null"
 
 echo "== Joining, changing address, leaving"
 vx_node 4 192.168.2.12
