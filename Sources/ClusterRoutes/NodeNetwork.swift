@@ -65,6 +65,8 @@ public final class NodeNetwork {
         public var podMTU: UInt32?
         public var tunnelRecreated = false
         public var desiredRoutes = 0
+        /// Desired routes the kernel refused this time (so not installed).
+        public var refusedRoutes = 0
     }
 
     public func sync(me: ClusterNode, peers: [ClusterNode]) -> Outcome {
@@ -108,6 +110,8 @@ public final class NodeNetwork {
             for (i, change) in changes.enumerated() {
                 if let message = refused[i] {
                     outcome.failures[change.node ?? "", default: []].append("\(change.description): \(message)")
+                    if case .addRoute = change { outcome.refusedRoutes += 1 }
+                    if case .replaceRoute = change { outcome.refusedRoutes += 1 }
                 } else {
                     outcome.applied.append(change)
                 }

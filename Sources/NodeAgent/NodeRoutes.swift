@@ -36,10 +36,32 @@ public final class NodeRoutes {
 
     public var nodeCount: Int { nodes.count }
 
+    /// One Node object as the picture holds it: parsed, or why it cannot be routed (nil
+    /// without a name).
+    public static func entry(_ object: JSONValue) -> (name: String, node: Result<ClusterNode, Cluster.Error>)? {
+        guard let name = object["metadata"]?["name"]?.stringValue else { return nil }
+        do { return (name, .success(try Cluster.parseKubernetesNode(object, index: 0))) } catch { return (name, .failure(error)) }
+    }
+
     /// Replaces the picture with a NodeList's items.
     public func replaceAll(_ items: [JSONValue]) {
         nodes = [:]
         for (i, item) in items.enumerated() { set(item, index: i) }
+    }
+
+    /// Replaces the picture with a whole list's entries (see `entry`), as the agent's paginated
+    /// list collects them one item at a time.
+    public func replaceAll(_ entries: [String: Result<ClusterNode, Cluster.Error>]) { nodes = entries }
+
+    /// The routes the last reconcile wanted, and how many of them the routing table then held.
+    public private(set) var routeCounts = (desired: 0, installed: 0)
+
+    /// What keeps this node from being ready, as last reported (nil: nothing): it is not in the
+    /// API, it has no subnet file, its tunnel cannot be set up, or a route of its table could not
+    /// be applied.
+    public var readinessProblem: String? {
+        reported["self"] ?? reported["subnet"] ?? reported["local"]
+            ?? reported.keys.filter { $0.hasPrefix("apply") }.min().flatMap { reported[$0] }
     }
 
     /// Applies one watch event; returns whether the picture changed.
@@ -59,8 +81,8 @@ public final class NodeRoutes {
     }
 
     private func set(_ object: JSONValue, index: Int) {
-        guard let name = object["metadata"]?["name"]?.stringValue else { return }
-        do { nodes[name] = .success(try Cluster.parseKubernetesNode(object, index: index)) } catch { nodes[name] = .failure(error) }
+        guard let (name, node) = NodeRoutes.entry(object) else { return }
+        nodes[name] = node
     }
 
     /// Makes the subnet file, routes and tunnel match the picture. Returns whether this node
@@ -91,6 +113,7 @@ public final class NodeRoutes {
         }
         let outcome = network.sync(me: me, peers: peers)
         lastOutcome = outcome
+        routeCounts = (outcome.desiredRoutes, outcome.desiredRoutes - outcome.refusedRoutes)
         podMTU = outcome.podMTU ?? podMTU
         let subnetReady = writeSubnetFile(me, mtu: podMTU)
         problems.merge(outcome.problems) { a, _ in a }
