@@ -22,6 +22,8 @@ public struct Link: Sendable, Equatable {
     /// A bridge port's hairpin and isolation flags (`IFLA_INFO_SLAVE_DATA`); nil when the link is
     /// not a bridge port, or the kernel did not say.
     public let bridgePort: BridgePortSettings?
+    /// A VXLAN device's settings (IFLA_INFO_DATA of kind "vxlan").
+    public let vxlan: VXLANSettings?
     /// A bridge's own bridge-netfilter switches; nil for other links, and for a bridge of a
     /// kernel built without bridge netfilter (it reports no such attributes).
     public let bridgeNetfilter: BridgeNetfilter?
@@ -33,8 +35,10 @@ public struct Link: Sendable, Equatable {
     public init(
         index: Int32, name: String, flags: UInt32 = 0, mtu: UInt32 = 1500, mac: MACAddress? = nil, master: Int32? = nil,
         kind: String? = nil, peerIndex: Int32? = nil, alias: String? = nil, bridgePort: BridgePortSettings? = nil,
+        vxlan: VXLANSettings? = nil,
         bridgeNetfilter: BridgeNetfilter? = nil
     ) {
+        self.vxlan = vxlan
         self.index = index
         self.name = name
         self.flags = flags
@@ -59,6 +63,7 @@ public struct Link: Sendable, Equatable {
         master = attrs.u32(UInt16(IFLA_MASTER)).map { Int32(bitPattern: $0) }
         let linkInfo = attrs.nested(UInt16(IFLA_LINKINFO))
         kind = linkInfo?.string(UInt16(IFLA_INFO_KIND))
+        vxlan = kind == "vxlan" ? linkInfo?.nested(UInt16(IFLA_INFO_DATA)).flatMap(VXLANSettings.init) : nil
         bridgeNetfilter = kind == "bridge" ? linkInfo?.nested(UInt16(IFLA_INFO_DATA)).flatMap(BridgeNetfilter.init) : nil
         peerIndex = attrs.u32(UInt16(IFLA_LINK)).map { Int32(bitPattern: $0) }
         alias = attrs.string(UInt16(IFLA_IFALIAS))

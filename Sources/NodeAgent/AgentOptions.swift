@@ -1,4 +1,5 @@
 import Addresses
+import ClusterRoutes
 
 /// The agent's command line.
 public struct AgentOptions: Equatable, Sendable {
@@ -12,6 +13,7 @@ public struct AgentOptions: Equatable, Sendable {
     public var readyFile: String?
     public var backoffMax = 30.0
     public var watchTimeout = 300
+    public var routing = RoutingMode.auto
     public var metricsAddress: String?
     public var listPageSize = 500
     /// Pod traffic from and to these is accepted in the node's FORWARD chains (`ServicesSetup`).
@@ -24,6 +26,7 @@ public struct AgentOptions: Equatable, Sendable {
             && l.installCNI?.binDir == r.installCNI?.binDir && l.installCNI?.confDir == r.installCNI?.confDir
             && l.cniPlugin == r.cniPlugin && l.cniConflist == r.cniConflist && l.resync == r.resync
             && l.readyFile == r.readyFile && l.backoffMax == r.backoffMax && l.watchTimeout == r.watchTimeout
+            && l.routing == r.routing
             && l.metricsAddress == r.metricsAddress && l.listPageSize == r.listPageSize
             && l.clusterCIDRs == r.clusterCIDRs
     }
@@ -32,6 +35,7 @@ public struct AgentOptions: Equatable, Sendable {
         usage: bridge-ipam-agent [--kubeconfig FILE] [--node NAME] [--subnet-file PATH]
                                  [--install-cni BIN_DIR CONF_DIR [--cni-plugin FILE] [--cni-conflist FILE]]
                                  [--resync SECONDS] [--ready-file PATH] [--backoff-max SECONDS] [--watch-timeout SECONDS]
+                                 [--routing auto|direct|vxlan]
                                  [--metrics-address HOST:PORT] [--list-page-size N]
                                  [--cluster-cidr CIDR]...
                bridge-ipam-agent --remove-forward-accepts
@@ -45,6 +49,9 @@ public struct AgentOptions: Equatable, Sendable {
           --ready-file   created once the node is listed and its subnet file written (for a readiness probe)
           --backoff-max  longest wait between reconnection attempts, seconds (default 30)
           --watch-timeout seconds a watch request may last before it is renewed (default 300)
+          --routing      how other nodes' pods are reached: auto (default) a direct route when the node's
+                         InternalIP is on one of this node's links, VXLAN (device bipam.1, VNI 1, UDP 8472)
+                         otherwise; direct: routes only; vxlan: the tunnel for every node
           --metrics-address  serve /healthz, /readyz and /metrics on HOST:PORT ([::1]:PORT, :PORT for all)
           --list-page-size   Nodes per page of the initial list (limit/continue; default 500)
           --cluster-cidr the cluster's pod CIDR (once per family): pod traffic from and to it is accepted in
@@ -82,6 +89,10 @@ public struct AgentOptions: Equatable, Sendable {
             case "--ready-file": options.readyFile = try value(flag)
             case "--backoff-max": options.backoffMax = try seconds(flag)
             case "--watch-timeout": options.watchTimeout = max(1, Int(try seconds(flag)))
+            case "--routing":
+                let text = try value(flag)
+                guard let mode = RoutingMode(rawValue: text) else { throw UsageError(message: "--routing \(text): auto, direct or vxlan") }
+                options.routing = mode
             case "--metrics-address":
                 let address = try value(flag)
                 guard address.contains(":") else { throw UsageError(message: "--metrics-address \(address): not HOST:PORT") }
