@@ -20,7 +20,7 @@ TEST_DEPS      := golang-go golang-github-appc-cni-dev containerd runc busybox-s
 AGENT_TEST_DEPS := openssl curl
 BENCH_DEPS     := gcc libc6-dev iptables
 
-.PHONY: all build buildinfo static-libs hot-symbols deps lint format unit-test integration-test test fuzz demo demo-agents demo-dualstack demo-node bench install install-agent uninstall clean
+.PHONY: all build manifest buildinfo static-libs hot-symbols deps lint format unit-test integration-test test fuzz demo demo-agents demo-dualstack demo-node bench install install-agent uninstall clean
 
 all: build
 
@@ -50,11 +50,13 @@ SWIFT_WERROR   := -Xswiftc -warnings-as-errors -Xcc -Werror
 # lld links the functions a pod event runs next to each other (build/hot-symbols.txt, made by
 # `make hot-symbols`): fewer page faults and a smaller peak RSS (see scripts/hot-symbols.sh).
 #
-# `bridge-ipam --version`: the git commit (and VERSION when given, e.g. `make build VERSION=0.2.0`;
-# otherwise the default in Sources/CBuildInfo) go into a generated header that only
-# Sources/CBuildInfo includes. It is rewritten only when its content changes, and the include
-# flag is constant, so a new commit recompiles one C file and relinks.
-VERSION        ?=
+# `bridge-ipam --version` and `bridge-ipam-agent --version`: the git commit and the release's
+# version (the file VERSION, the one source of it; the image's tag and deploy/'s manifest say the
+# same, scripts/test-manifest.sh checks) go into a generated header that only
+# Sources/CBuildInfo includes; a plain `swift build` says VERSION-dev. It is rewritten only when
+# its content changes, and the include flag is constant, so a new commit recompiles one C file
+# and relinks.
+VERSION        ?= $(shell cat $(CURDIR)/VERSION)
 BUILD_INFO_DIR := $(CURDIR)/.build/buildinfo
 SWIFT_INFO     := -Xcc -I$(BUILD_INFO_DIR)
 STATIC_LIBS    := $(CURDIR)/.build/static-libs
@@ -101,6 +103,11 @@ integration-test: build
 	bash scripts/test-integration.sh
 
 test: unit-test integration-test
+
+# deploy/bridge-ipam.yaml's ConfigMap and image tag, from conf/10-bridge-ipam.conflist and VERSION
+# (scripts/test-manifest.sh fails when they differ).
+manifest:
+	python3 scripts/manifest.py write
 
 # The toolchain's formatter, with the repository's .swift-format: `make format` rewrites the tree,
 # `make lint` (run by CI) fails on any difference.

@@ -16,7 +16,8 @@ import PackageDescription
 //   CProcessStart C: argv for the Swift runtime without its /proc/self/maps scan at start-up
 //   bridge-ipam   a thin main: the CNI plugin, or the node command when given arguments
 //   CCurl         C: libcurl, with typed wrappers for its variadic calls
-//   NodeAgent     the Kubernetes node agent: list + watch Nodes, subnet file, routes (ClusterRoutes)
+//   NodeAgent     the Kubernetes node agent: list + watch Nodes, subnet file, routes (ClusterRoutes),
+//                 the cluster's masquerade rule (NFTables)
 //   bridge-ipam-agent  its main; a program of its own, so the plugin links none of it
 let package = Package(
     name: "bridge-ipam",
@@ -45,8 +46,8 @@ let package = Package(
         .executableTarget(
             name: "bridge-ipam", dependencies: ["BridgePlugin", "ClusterRoutes", "CNI", "CBuildInfo", "CProcessStart", "SystemIO"]),
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
-        .target(name: "NodeAgent", dependencies: ["Addresses", "CCurl", "ClusterRoutes", "JSON", "Netlink", "SystemIO"]),
-        .executableTarget(name: "bridge-ipam-agent", dependencies: ["NodeAgent", "Netlink"]),
+        .target(name: "NodeAgent", dependencies: ["Addresses", "CCurl", "ClusterRoutes", "JSON", "Netlink", "NFTables", "SystemIO"]),
+        .executableTarget(name: "bridge-ipam-agent", dependencies: ["NodeAgent", "Netlink", "CBuildInfo"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "SystemIOTests", dependencies: ["SystemIO"]),
         .testTarget(name: "AddressesTests", dependencies: ["Addresses"]),
@@ -56,6 +57,6 @@ let package = Package(
         .testTarget(name: "NetlinkTests", dependencies: ["Addresses", "CNetlinkShim", "Netlink", "NFTables"]),
         .testTarget(name: "CNITests", dependencies: ["Addresses", "CNI", "JSON", "IPAM"]),
         .testTarget(name: "BridgePluginTests", dependencies: ["BridgePlugin", "Addresses", "CNI", "IPAM", "JSON", "Netlink", "SystemIO"]),
-        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "JSON"]),
+        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "JSON", "Addresses", "NFTables", "Netlink"]),
     ]
 )

@@ -1,7 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Addresses
 import JSON
+import NFTables
 import Netlink
 
 /// The node agent's loop: list the Nodes, then watch them from the list's resourceVersion, and
@@ -14,6 +16,7 @@ public final class Agent {
     let options: AgentOptions
     let client: KubeClient
     let routes: NodeRoutes
+    private var masquerade: NodeMasquerade?
     private var resourceVersion: String?
     private var nextResync: Double
     private var ready = false
@@ -36,6 +39,12 @@ public final class Agent {
     /// agent cannot work at all (the plugin cannot be installed).
     public func run() -> Int32 {
         if let ready = options.readyFile { unlink(ready) }
+        if options.masquerade {
+            do { masquerade = try makeMasquerade() } catch {
+                Log.line("cannot masquerade: \(error)")
+                return 1
+            }
+        }
         if let install = options.installCNI {
             do { try installPlugin(binDir: install.binDir) } catch {
                 Log.line("cannot install the CNI plugin: \(error)")
@@ -156,6 +165,7 @@ public final class Agent {
         syncAt = nil
         firstPendingChange = nil
         let canServe = routes.reconcile()
+        masquerade?.reconcile(nodeAddresses: routes.nodeAddresses)
         if canServe && !ready { becomeReady() }
     }
 
@@ -196,6 +206,28 @@ public final class Agent {
         }
         ready = true
         Log.line("ready: node \(routes.nodeName) is listed and has its subnet file")
+    }
+
+    private enum MasqueradeSetupError: Error, CustomStringConvertible {
+        case conflist(String)
+        case nftables(NetlinkError)
+        var description: String {
+            switch self {
+            case .conflist(let text): return text
+            case .nftables(let error): return "nftables: \(error)"
+            }
+        }
+    }
+
+    /// The cluster CIDR comes from the conflist the agent installs, so the manifest names it once.
+    private func makeMasquerade() throws(MasqueradeSetupError) -> NodeMasquerade {
+        let path = options.cniConflist
+        guard let bytes = readWholeFile(path) else { throw .conflist("cannot read \(path)") }
+        let cidrs: [IPNetwork]
+        do { cidrs = try NodeMasquerade.clusterCIDRs(conflist: bytes, path: path) } catch { throw .conflist(error.description) }
+        do { return NodeMasquerade(clusterCIDRs: cidrs, table: try NFTables(table: NodeMasquerade.table)) } catch {
+            throw .nftables(error)
+        }
     }
 
     /// The plugin goes in first, so that kubelet never finds the conflist without its plugin.

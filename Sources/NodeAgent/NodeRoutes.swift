@@ -25,6 +25,12 @@ public final class NodeRoutes {
 
     public var nodeCount: Int { nodes.count }
 
+    /// The InternalIPs of every node in the picture (this one included), also of nodes that
+    /// cannot be routed yet (no podCIDR): traffic to them must not be masqueraded either.
+    public var nodeAddresses: [IPAddress] {
+        nodes.values.flatMap { (try? $0.get())?.addresses ?? [] }.sorted()
+    }
+
     /// Replaces the picture with a NodeList's items.
     public func replaceAll(_ items: [JSONValue]) {
         nodes = [:]

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CBuildInfo
 import Netlink
 import NodeAgent
 
@@ -30,6 +31,11 @@ while let pointer = entry.pointee {
 }
 
 let arguments = Array(CommandLine.arguments.dropFirst())
+if arguments == ["--version"] {
+    let commit = String(cString: bridge_ipam_git_commit())
+    print("bridge-ipam-agent v\(String(cString: bridge_ipam_version()))\(commit.isEmpty ? "" : " (git \(commit))")")
+    exit(0)
+}
 if arguments.contains("-h") || arguments.contains("--help") {
     print(AgentOptions.usage)
     exit(0)
