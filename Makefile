@@ -19,8 +19,10 @@ TEST_DEPS      := golang-go golang-github-appc-cni-dev containerd runc busybox-s
 # checked with kubectl (Debian's kubernetes-client when no kubectl is installed).
 AGENT_TEST_DEPS := openssl curl
 BENCH_DEPS     := gcc libc6-dev iptables
+# `make image`: podman builds the DaemonSet's image from files of Debian packages (mmdebstrap).
+IMAGE_DEPS     := podman mmdebstrap
 
-.PHONY: all build manifest buildinfo static-libs hot-symbols deps lint format unit-test integration-test test fuzz demo demo-agents demo-dualstack demo-node bench install install-agent uninstall clean
+.PHONY: all build manifest image buildinfo static-libs hot-symbols deps lint format unit-test integration-test test fuzz demo demo-agents demo-dualstack demo-node bench install install-agent uninstall clean
 
 all: build
 
@@ -108,6 +110,12 @@ test: unit-test integration-test
 # (scripts/test-manifest.sh fails when they differ).
 manifest:
 	python3 scripts/manifest.py write
+
+# The DaemonSet's image, tagged localhost/bridge-ipam:VERSION and :latest, and
+# .build/image/bridge-ipam.tar for `ctr -n k8s.io images import` (scripts/make-image.sh).
+image: build
+	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(IMAGE_DEPS)"
+	bash scripts/make-image.sh
 
 # The toolchain's formatter, with the repository's .swift-format: `make format` rewrites the tree,
 # `make lint` (run by CI) fails on any difference.
