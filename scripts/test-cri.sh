@@ -127,7 +127,7 @@ if out=$(cri run early default uid-0 --cgroup-parent "$CGROUP_PARENT" 2>&1); the
     fail "RunPodSandbox succeeded without a subnet file"
 else
     echo "kubelet sees: ${out:0:300}"
-    check "RunPodSandbox fails, naming the missing subnet file" grep -q "subnetFile $subnet_file cannot be read" <<<"$out"
+    check "RunPodSandbox fails after the plugin waited for the subnet file (code 11), naming it" grep -q "subnetFile $subnet_file does not exist yet" <<<"$out"
     check "...and leaves no lease, veth, namespace or sandbox behind" pod_left early
 fi
 

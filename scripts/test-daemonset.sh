@@ -5,8 +5,8 @@
 # the stand-in API server over TLS with the pod's service account, then pods through CRI on every
 # node: addresses from the node's podCIDR, every pair and node to pod without NAT, pod to any
 # node without NAT, a host outside the cluster seeing the node's address, hostPort, the
-# readiness probe. Then the DaemonSet's deletion (pods keep working) and the README's uninstall
-# steps (nothing left).
+# readiness probe. Then a node's reboot (its /run emptied, the agent started late), the
+# DaemonSet's deletion (pods keep working) and the README's uninstall steps (nothing left).
 #
 # Three nodes, each a network namespace with a containerd of its own, in a private mount
 # namespace (scripts/private-mounts.sh) whose /run, /var/lib/cni, /opt/cni/bin, /etc/cni/net.d
@@ -268,8 +268,63 @@ PORT=80 serve "$RUN_DIR/serve-web0-80.log" in_pod web0
 seen=$(ip netns exec $RUN-outside "$PY" "$REPO/scripts/peer-echo.py" probe 8080 "$(node_ip 0)" | awk '{print $2}')
 check "hostPort: the outside host reaches web0's port 80 at node0's port 8080 (web0 saw $seen)" test "$seen" = $OUTSIDE_IP
 
+echo "== node2 reboots: its /run is empty, /etc/cni/net.d keeps the conflist, the agent comes back late"
+for p in web2 db2; do pod_down $p; done
+containerd_stop 2
+for pid in $(run_processes); do grep -qsF "$(sock 2)" /proc/$pid/cmdline && kill -9 $pid; done
+ip netns pids $RUN-node2 | xargs -r kill 2>/dev/null
+sleep 0.2
+ip netns del $RUN-node2
+ip -n $RUN-underlay link del n2 2>/dev/null
+rm -rf "$(root 2)/run"
+node_ns 2
+ip netns exec $RUN-node2 sysctl -qw net.ipv4.ip_forward=1
+containerd_up 2 || { fail "containerd of node2 did not start again"; finish; exit; }
+check "node2 after the reboot: conflist kept, no subnet file; containerd says NetworkReady true" bash -c \
+    "[ -e '$(root 2)/etc/cni/net.d/10-bridge-ipam.conflist' ] && [ ! -e '$(root 2)/run/bridge-ipam/podcidr' ] && [[ '$(cri 2 status)' == 'NetworkReady true'* ]]"
+start=$(date +%s)
+if out=$(cri 2 run orphan default uid-orphan --cgroup-parent "$CGROUP_PARENT/node2" 2>&1); then
+    fail "RunPodSandbox succeeded with no subnet file and no agent"
+else
+    echo "kubelet sees: ${out:0:400}"
+    says_why() { grep -q 'try again later' <<<"$out" && grep -q '/run/bridge-ipam/podcidr' <<<"$out" && grep -q 'bridge-ipam-agent' <<<"$out"; }
+    check "with no agent, RunPodSandbox fails after a bounded wait ($(($(date +%s) - start)) s), naming the file and its writer" says_why
+    nothing_of_orphan() {
+        ! cri 2 list | grep -q orphan &&
+            [ -z "$(ls -A "$(root 2)/var/lib/cni/networks/k8s-pod-network" 2>/dev/null | grep -v -e lock -e last_reserved)" ] &&
+            [ -z "$(ip -n $RUN-node2 -o link show master cni0 2>/dev/null)" ]
+    }
+    check "...and leaves no sandbox, lease or host veth" nothing_of_orphan
+fi
+# A pod the runtime starts while the agent is still down: its ADD waits for the subnet file.
+cri 2 run early default uid-early --cgroup-parent "$CGROUP_PARENT/node2" >"$RUN_DIR/early.id" 2>"$RUN_DIR/early.err" &
+early=$!
+sleep 3
+check "the pod's RunPodSandbox is still waiting after 3 s (not failed)" kill -0 $early
+start=$(date +%s)
+agent_up 2
+check "the DaemonSet's pod starts on node2 again${AGENT_ERROR:+: $AGENT_ERROR}" test -z "$AGENT_ERROR"
+wait $early
+status=$?
+waited=$(($(date +%s) - start))
+POD_ID[early]=$(cat "$RUN_DIR/early.id")
+if [ $status = 0 ]; then
+    st=$(cri 2 inspect "${POD_ID[early]}")
+    POD_IP[early]=$(jq -r .ip <<<"$st"); POD_PID[early]=$(jq -r .pid <<<"$st"); POD_NODE[early]=2
+    check "...and the waiting pod gets ${POD_IP[early]} from 10.244.2.0/24 ${waited} s after the agent started" \
+        bash -c "[[ '${POD_IP[early]}' == 10.244.2.* ]]"
+    serve "$RUN_DIR/serve-early.log" in_pod early
+    check "web0 on node0 reaches it, seen with web0's own address" test "$(seen_from_pod web0 "${POD_IP[early]}")" = "${POD_IP[web0]}"
+    check "it reaches the outside host, seen as node2" test "$(seen_from_pod early $OUTSIDE_IP)" = "$(node_ip 2)"
+else
+    fail "the waiting pod's RunPodSandbox failed: $(head -c 400 "$RUN_DIR/early.err")"
+fi
+seen=$(agent_ready 2 60)
+check "node2: the readiness probe succeeds again ($seen)" test $? = 0
+
 echo "== the DaemonSet is deleted: its pods stop, the pod network keeps working"
 PODS=(web0 db0 web1 db1)
+[ -n "${POD_IP[early]:-}" ] && PODS+=(early)
 for n in "${NODES[@]}"; do check "node$n: StopContainer (grace period of the manifest), RemoveContainer, Stop/RemovePodSandbox" agent_down $n; done
 no_agent() { local n; for n in "${NODES[@]}"; do cri $n list | grep -q bridge-ipam && return 1; done; return 0; }
 check "no agent is left running (the CRI lists no bridge-ipam pod)" no_agent
