@@ -14,7 +14,7 @@ RUN_DEPS       := iproute2 iputils-ping jq containernetworking-plugins python3 p
 # Real clients in the tests: libcni (built from Debian's sources with Go), containerd, and a CRI
 # client (Python gRPC) driving containerd's CRI plugin as kubelet does, and podman (CNI backend).
 TEST_DEPS      := golang-go golang-github-appc-cni-dev containerd runc busybox-static iptables util-linux \
-                  python3-grpcio python3-grpc-tools podman strace
+                  python3-grpcio python3-grpc-tools python3-yaml podman strace
 # The node agent's tests: a stand-in API server with a CA made by openssl, driven with curl and
 # checked with kubectl (Debian's kubernetes-client when no kubectl is installed).
 AGENT_TEST_DEPS := openssl curl
@@ -99,7 +99,8 @@ buildinfo:
 	  && rm $(BUILD_INFO_DIR)/bridge_ipam_build.h.tmp \
 	  || mv $(BUILD_INFO_DIR)/bridge_ipam_build.h.tmp $(BUILD_INFO_DIR)/bridge_ipam_build.h
 
-integration-test: build
+# The DaemonSet suite (scripts/test-daemonset.sh) imports `make image`'s archive into its nodes.
+integration-test: build image
 	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(TEST_DEPS) $(AGENT_TEST_DEPS)"
 	@command -v kubectl >/dev/null || $(MAKE) --no-print-directory deps BUILD_DEPS=kubernetes-client
 	bash scripts/test-integration.sh
