@@ -200,6 +200,35 @@ for n in "${NODES[@]}"; do
     wait_until 10 network_ready $n true
     check "node$n: containerd reports NetworkReady true" network_ready $n true
 done
+masq_rule() { ip netns exec $RUN-node$1 nft list table ip bridge_ipam_agent 2>&1 | grep masquerade; }
+api POST /nodes '{"name":"node7","ip":"192.168.1.77","podCIDR":"10.244.7.0/24"}' >/dev/null
+wait_until 10 bash -c "ip netns exec $RUN-node0 nft list table ip bridge_ipam_agent | grep -q '192.168.1.77 }'"
+check "a node joins (192.168.1.77): node0's masquerade rule excludes it within ${WAITED_MS} ms" grep -q '192.168.1.77 }' <<<"$(masq_rule 0)"
+api POST /delete '["node7"]' >/dev/null
+wait_until 10 bash -c "! ip netns exec $RUN-node0 nft list table ip bridge_ipam_agent | grep -q '192.168.1.77'"
+check "it leaves: the rule no longer excludes it (${WAITED_MS} ms), and still one rule" \
+    test "$(masq_rule 0 | grep -c masquerade)-$(masq_rule 0 | grep -c 192.168.1.77)" = 1-0
+
+echo "== the harness's httpGet readiness probe (the manifest's probe may become one)"
+# The same manifest with an httpGet probe, against a web server on node0's address.
+mkdir -p "$RUN_DIR/http"
+touch "$RUN_DIR/http/readyz"
+"$PY" -c 'import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+for d in docs:
+    if d["kind"] == "DaemonSet":
+        d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] = {"httpGet": {"path": "/readyz", "port": 18080}, "periodSeconds": 1}
+yaml.safe_dump_all(docs, open(sys.argv[2], "w"))' "$MANIFEST" "$RUN_DIR/httpget.yaml"
+ip netns exec $RUN-node0 "$PY" -m http.server 18080 --bind "$(node_ip 0)" --directory "$RUN_DIR/http" >"$RUN_DIR/http.log" 2>&1 &
+http_server=$!
+http_probe() { kubelet 0 ready "$RUN_DIR/httpget.yaml" bridge-ipam --container "${AGENT_CONTAINER[0]}" --node-ip "$(node_ip 0)" --within "$1"; }
+seen=$(http_probe 10)
+check "httpGet /readyz on the pod's (node's) address succeeds: $seen" test $? = 0
+rm "$RUN_DIR/http/readyz"
+seen=$(http_probe 2)
+check "...and fails when the server answers 404: $seen" test $? = 1
+kill $http_server; wait $http_server 2>/dev/null
+
 echo "agent log of node0:"
 agent_log 0 | sed 's/^/    /' | head -12
 

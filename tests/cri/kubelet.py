@@ -259,7 +259,7 @@ def probe_once(runtime, probe, container, a):
             headers = {h["name"]: h["value"] for h in get.get("httpHeaders", [])}
             conn.request("GET", get.get("path", "/"), headers={"User-Agent": "kube-probe/1.30", **headers})
             reply = conn.getresponse()
-            body = reply.read(200).decode(errors="replace").strip()
+            body = (reply.read(200).decode(errors="replace").strip().splitlines() or [""])[0][:80]
             return 200 <= reply.status < 400, f"GET {host}:{port}{get.get('path', '/')}: {reply.status} {body}"
         except OSError as e:
             return False, f"GET {host}:{port}{get.get('path', '/')}: {e}"
