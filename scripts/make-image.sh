@@ -36,7 +36,8 @@ fi
 mkdir -p "$DEBIAN/usr/local/bin"
 install -m 0755 "$RELEASE/bridge-ipam" "$RELEASE/bridge-ipam-agent" "$DEBIAN/usr/local/bin/"
 programs=(/usr/local/bin/bridge-ipam-agent /usr/local/bin/bridge-ipam /usr/bin/test)
-libraries=$(for p in "${programs[@]}"; do chroot "$DEBIAN" ldd "$p"; done | grep -o '/[^ ]*' | sort -u)
+# A static program has no libraries (ldd says so and fails); the run below catches a missing one.
+libraries=$(for p in "${programs[@]}"; do chroot "$DEBIAN" ldd "$p" || true; done | grep -o '/[^ ]*' | sort -u)
 
 context=$OUT/context
 rm -rf "$context"
