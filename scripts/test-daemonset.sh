@@ -98,8 +98,10 @@ agent_up() {
     AGENT_SANDBOX[$n]=$(jq -r .sandbox <<<"$out")
     AGENT_CONTAINER[$n]=$(jq -r .container <<<"$out")
 }
-agent_ready() {
-    kubelet $1 ready "$MANIFEST" bridge-ipam --container "${AGENT_CONTAINER[$1]}" --node-ip "$(node_ip $1)" --within "${2:-60}"
+agent_ready() {   # agent_ready N [SECONDS [--probe NAME]]
+    local n=$1 within=${2:-60}
+    shift; shift
+    kubelet $n ready "$MANIFEST" bridge-ipam --container "${AGENT_CONTAINER[$n]}" --node-ip "$(node_ip $n)" --within "$within" "$@"
 }
 agent_down() { kubelet $1 down "$MANIFEST" bridge-ipam --sandbox "${AGENT_SANDBOX[$1]}" --container "${AGENT_CONTAINER[$1]}"; }
 agent_log() { cat "$(root $1)"/var/lib/kubelet/pods/bridge-ipam/logs/agent/0.log 2>/dev/null; }
@@ -190,6 +192,15 @@ done
 for n in "${NODES[@]}"; do
     seen=$(agent_ready $n 60)
     check "node$n: the readiness probe succeeds ($seen)" test $? = 0
+    # Other probes the manifest may declare run as kubelet would run them too.
+    for probe in startupProbe livenessProbe; do
+        seen=$(agent_ready $n 60 --probe $probe)
+        case $? in
+            3) ;;
+            0) pass "node$n: the $probe succeeds ($seen)" ;;
+            *) fail "node$n: the $probe fails ($seen)" ;;
+        esac
+    done
 done
 for n in "${NODES[@]}"; do
     r=$(root $n)

@@ -8,8 +8,9 @@ the pod directory and an httpGet probe's address mean what they mean on a node.
                --api-host HOST --api-port PORT --token FILE --ca FILE [--cgroup-parent PATH]
         -> JSON {"sandbox": ID, "container": ID}
     kubelet.py SOCKET ready MANIFEST DAEMONSET --container ID --node-ip IP [--within SECONDS]
-        runs the readinessProbe (exec through ExecSync, or httpGet) every periodSeconds until it
-        succeeds (exit 0) or SECONDS pass (exit 1); prints what the last attempt saw
+               [--probe readinessProbe|livenessProbe|startupProbe]
+        runs the probe (exec through ExecSync, or httpGet) every periodSeconds until it succeeds
+        (exit 0) or SECONDS pass (exit 1); prints what the last attempt saw (exit 3: no such probe)
     kubelet.py SOCKET down MANIFEST DAEMONSET --sandbox ID --container ID
         as when the DaemonSet is deleted: StopContainer with terminationGracePeriodSeconds,
         RemoveContainer, StopPodSandbox, RemovePodSandbox
@@ -55,7 +56,7 @@ READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 POD_FIELDS = {"serviceAccountName", "priorityClassName", "hostNetwork", "tolerations", "terminationGracePeriodSeconds",
               "containers", "volumes", "automountServiceAccountToken", "dnsPolicy"}
 CONTAINER_FIELDS = {"name", "image", "imagePullPolicy", "command", "args", "env", "securityContext", "readinessProbe",
-                    "resources", "volumeMounts", "ports"}
+                    "livenessProbe", "startupProbe", "resources", "volumeMounts", "ports"}
 
 
 class Refused(Exception):
@@ -271,10 +272,10 @@ def probe_once(runtime, probe, container, a):
 def ready(runtime, a):
     ds, _ = manifest(a.manifest, a.daemonset)
     _, container = pod_spec(ds)
-    probe = container.get("readinessProbe")
+    probe = container.get(a.probe)
     if probe is None:
-        print("no readinessProbe: ready once running")
-        return 0
+        print(f"the container has no {a.probe}")
+        return 3
     time.sleep(probe.get("initialDelaySeconds", 0))
     end = time.monotonic() + a.within
     while True:
@@ -316,6 +317,7 @@ def main():
         s.add_argument("--node-ip", required=True)
     r.add_argument("--container", required=True)
     r.add_argument("--within", type=float, default=30)
+    r.add_argument("--probe", default="readinessProbe", choices=["readinessProbe", "livenessProbe", "startupProbe"])
     d.add_argument("--sandbox", required=True)
     d.add_argument("--container", required=True)
     st = sub.add_parser("state")
