@@ -110,7 +110,7 @@ test: unit-test integration-test
 # deploy/bridge-ipam.yaml's ConfigMap and image tag, from conf/10-bridge-ipam.conflist and VERSION
 # (scripts/test-manifest.sh fails when they differ).
 manifest:
-	python3 scripts/manifest.py write
+	/usr/bin/python3 scripts/manifest.py write
 
 # The DaemonSet's image, tagged localhost/bridge-ipam:VERSION and :latest, and
 # .build/image/bridge-ipam.tar for `ctr -n k8s.io images import` (scripts/make-image.sh).

@@ -1,12 +1,14 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """deploy/bridge-ipam.yaml's generated parts, from their one source each:
 
-    manifest.py write   rewrites the ConfigMap's 10-bridge-ipam.conflist from
-                        conf/10-bridge-ipam.conflist and the agent's image tag from VERSION
-    manifest.py check   exits 1, saying what differs, when the manifest is not what `write` makes
+    manifest.py write [ROOT]   rewrites the ConfigMap's 10-bridge-ipam.conflist from
+                               conf/10-bridge-ipam.conflist and the agent's image tag from VERSION
+    manifest.py check [ROOT]   exits 1, saying what differs, when the manifest is not what
+                               `write` makes
 
-The manifest is edited as text, so its comments and layout stay; python3-yaml then reads the
-result back, as kubectl would, to check that the ConfigMap holds the conflist byte for byte.
+ROOT (the repository by default) holds conf/, deploy/ and VERSION. The manifest is edited as
+text, so its comments and layout stay; python3-yaml then reads the result back, as kubectl
+would, to check that the ConfigMap holds the conflist byte for byte.
 """
 import os
 import re
@@ -14,7 +16,7 @@ import sys
 
 import yaml
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = sys.argv[2] if len(sys.argv) > 2 else os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MANIFEST = os.path.join(REPO, "deploy", "bridge-ipam.yaml")
 CONFLIST = os.path.join(REPO, "conf", "10-bridge-ipam.conflist")
 KEY = "  10-bridge-ipam.conflist: |\n"
@@ -45,12 +47,13 @@ def main():
     docs = list(yaml.safe_load_all(want))
     configmap = next(d for d in docs if d and d["kind"] == "ConfigMap")
     assert configmap["data"]["10-bridge-ipam.conflist"] == conflist, "the generated ConfigMap does not read back as the conflist"
-    if sys.argv[1:] == ["write"]:
+    verb = sys.argv[1:2]
+    if verb == ["write"]:
         if want != text:
             with open(MANIFEST, "w") as f:
                 f.write(want)
             print("rewrote", os.path.relpath(MANIFEST, REPO))
-    elif sys.argv[1:] == ["check"]:
+    elif verb == ["check"]:
         if want != text:
             import difflib
             sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), want.splitlines(True), "deploy/bridge-ipam.yaml",

@@ -5,15 +5,28 @@
 source "$(dirname "$0")/lib.sh"
 
 AGENT=${AGENT_BIN:-$REPO/.build/release/bridge-ipam-agent}
+PY=/usr/bin/python3   # Debian's python3-yaml lives in the system interpreter
 version=$(cat "$REPO/VERSION")
-check "deploy/bridge-ipam.yaml is what \`make manifest\` generates from conf/ and VERSION" python3 "$REPO/scripts/manifest.py" check
-conflist=$(python3 -c 'import sys, yaml
+check "deploy/bridge-ipam.yaml is what \`make manifest\` generates from conf/ and VERSION" "$PY" "$REPO/scripts/manifest.py" check
+# A copy whose conflist was edited without `make manifest` is caught, and `make manifest` fixes it.
+drift=$(mktemp -d)
+mkdir -p "$drift/conf" "$drift/deploy"
+cp "$REPO/conf/10-bridge-ipam.conflist" "$drift/conf/" && cp "$REPO/deploy/bridge-ipam.yaml" "$drift/deploy/" && cp "$REPO/VERSION" "$drift/"
+sed -i 's|"clusterCIDR": "10.244.0.0/16"|"clusterCIDR": "10.32.0.0/12"|' "$drift/conf/10-bridge-ipam.conflist"
+out=$("$PY" "$REPO/scripts/manifest.py" check "$drift" 2>&1)
+status=$?
+check "a conflist edited without \`make manifest\` fails the check, showing the difference" \
+    bash -c "[ $status = 1 ] && grep -q '^+ *\"clusterCIDR\": \"10.32.0.0/12\"' <<<'$out'"
+"$PY" "$REPO/scripts/manifest.py" write "$drift" >/dev/null
+check "...and \`make manifest\` brings the ConfigMap in line" "$PY" "$REPO/scripts/manifest.py" check "$drift"
+rm -rf "$drift"
+conflist=$("$PY" -c 'import sys, yaml
 for d in yaml.safe_load_all(open(sys.argv[1])):
     if d and d["kind"] == "ConfigMap": print(d["data"]["10-bridge-ipam.conflist"], end="")' "$REPO/deploy/bridge-ipam.yaml")
 check "the ConfigMap's conflist is conf/10-bridge-ipam.conflist" test "$conflist" = "$(cat "$REPO/conf/10-bridge-ipam.conflist")"
 check "...whose cniVersion containerd 1.6 (libcni 1.1) accepts: 1.0.0 ($(jq -r .cniVersion <<<"$conflist"))" \
     test "$(jq -r .cniVersion <<<"$conflist")" = 1.0.0
-image=$(python3 -c 'import sys, yaml
+image=$("$PY" -c 'import sys, yaml
 for d in yaml.safe_load_all(open(sys.argv[1])):
     if d and d["kind"] == "DaemonSet": c = d["spec"]["template"]["spec"]["containers"][0]; print(c["image"], c.get("imagePullPolicy"))' \
     "$REPO/deploy/bridge-ipam.yaml")
