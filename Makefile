@@ -22,7 +22,7 @@ BENCH_DEPS     := gcc libc6-dev iptables
 # `make image`: podman builds the DaemonSet's image from files of Debian packages (mmdebstrap).
 IMAGE_DEPS     := podman mmdebstrap
 
-.PHONY: all build manifest image buildinfo static-libs hot-symbols deps lint format unit-test integration-test test fuzz demo demo-agents demo-dualstack demo-node bench install install-agent uninstall clean
+.PHONY: all build manifest image buildinfo static-libs hot-symbols deps lint format unit-test integration-test br-netfilter test fuzz demo demo-agents demo-dualstack demo-node bench install install-agent uninstall clean
 
 all: build
 
@@ -100,10 +100,17 @@ buildinfo:
 	  || mv $(BUILD_INFO_DIR)/bridge_ipam_build.h.tmp $(BUILD_INFO_DIR)/bridge_ipam_build.h
 
 # The DaemonSet suite (scripts/test-daemonset.sh) imports `make image`'s archive into its nodes.
-integration-test: build image
+integration-test: build br-netfilter image
 	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(TEST_DEPS) $(AGENT_TEST_DEPS)"
 	@command -v kubectl >/dev/null || $(MAKE) --no-print-directory deps BUILD_DEPS=kubernetes-client
 	bash scripts/test-integration.sh
+
+# The kernel's bridge netfilter, which a node of this pod network needs (README "Services"): the
+# agent is not ready and STATUS fails without it, and the Service tests need it. A fresh machine
+# may not have loaded the module; this loads it, as a node's provisioning does. New network
+# namespaces start with the bridge-nf-call sysctls at 1; test-services sets its nodes' to 0.
+br-netfilter:
+	@[ -d /proc/sys/net/bridge ] || { echo "loading br_netfilter"; modprobe br_netfilter; }
 
 test: unit-test integration-test
 

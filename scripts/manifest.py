@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """deploy/bridge-ipam.yaml's generated parts, from their one source each:
 
-    manifest.py write [ROOT]   rewrites the ConfigMap's 10-bridge-ipam.conflist from
-                               conf/10-bridge-ipam.conflist and the agent's image tag from VERSION
+    manifest.py write [ROOT]   rewrites the ConfigMap's 10-bridge-ipam.conflist and the agent's
+                               --cluster-cidr from conf/10-bridge-ipam.conflist, and the agent's
+                               image tag from VERSION
     manifest.py check [ROOT]   exits 1, saying what differs, when the manifest is not what
                                `write` makes
 
@@ -10,6 +11,7 @@ ROOT (the repository by default) holds conf/, deploy/ and VERSION. The manifest 
 text, so its comments and layout stay; python3-yaml then reads the result back, as kubectl
 would, to check that the ConfigMap holds the conflist byte for byte.
 """
+import json
 import os
 import re
 import sys
@@ -33,7 +35,10 @@ def generated(text, conflist, version):
         end += len(line)
     block = "".join(("    " + line if line.strip() else line) for line in conflist.splitlines(keepends=True))
     text = text[:start] + block + text[end:]
-    return re.sub(r"(image: )" + re.escape(IMAGE) + r":\S+", r"\g<1>" + IMAGE + ":" + version, text)
+    text = re.sub(r"(image: )" + re.escape(IMAGE) + r":\S+", r"\g<1>" + IMAGE + ":" + version, text)
+    # The agent's --cluster-cidr: the value on the list item after it.
+    cluster = json.loads(conflist)["plugins"][0]["ipam"]["clusterCIDR"]
+    return re.sub(r"(\n\s*- --cluster-cidr\n\s*- )\S+", lambda m: m.group(1) + cluster, text)
 
 
 def main():

@@ -173,6 +173,8 @@ PORT=7777 serve "$RUN_DIR/serve-outside.log" ip netns exec $RUN-outside
 for n in "${NODES[@]}"; do
     node_ns $n
     ip netns exec $RUN-node$n sysctl -qw net.ipv4.ip_forward=1
+    # A FORWARD policy of DROP, as Docker sets it: pods are forwarded only through the agent's accepts.
+    ip netns exec $RUN-node$n iptables-nft -P FORWARD DROP
     # What the README asks of a node before the install: portmap and loopback in /opt/cni/bin.
     mkdir -p "$(root $n)/opt/cni/bin"
     for p in portmap loopback; do ln -s "$REFERENCE_DIR/$p" "$(root $n)/opt/cni/bin/$p"; done
@@ -214,6 +216,8 @@ for n in "${NODES[@]}"; do
     wait_until 10 routes_ok $n
     check "node$n: routes to the other nodes' podCIDRs via their InternalIPs" routes_ok $n
     masq=$(ip netns exec $RUN-node$n nft list table ip bridge_ipam_agent 2>&1 | grep masquerade | sed 's/^[[:space:]]*//')
+    check "node$n: pod traffic is accepted in FORWARD (policy DROP): $(ip netns exec $RUN-node$n iptables-nft -S FORWARD | grep -c 'bridge-ipam: pod traffic') rules" \
+        test "$(ip netns exec $RUN-node$n iptables-nft -S FORWARD | grep -c -- '-j ACCEPT')" = 2
     # The three node addresses are adjacent: nft shows them as one interval.
     check "node$n: the agent's masquerade rule: $masq" \
         grep -qF 'ip saddr 10.244.0.0/16 ip daddr != { 10.244.0.0/16, 192.168.1.2-192.168.1.4 } masquerade' <<<"$masq"
@@ -389,8 +393,9 @@ for n in "${NODES[@]}"; do
     r=$(root $n)
     left=$( { ls "$r/opt/cni/bin" | grep -v -x -e portmap -e loopback; ls -A "$r/etc/cni/net.d"; ls -d "$r/run/bridge-ipam" "$r/var/lib/cni/networks/k8s-pod-network" 2>/dev/null
         ip netns exec $RUN-node$n ip -o route show proto 212; ip netns exec $RUN-node$n nft list tables | grep bridge_ipam
-        ip netns exec $RUN-node$n iptables-save -t nat | grep -e CNI-HOSTPORT -e CNI-DN-; ip -n $RUN-node$n -o link show cni0 2>/dev/null; } | tr '\n' ' ')
-    check "node$n: nothing of bridge-ipam is left (files, routes, nftables, bridge, portmap's chains)${left:+: $left}" test -z "$left"
+        ip netns exec $RUN-node$n iptables-nft-save -t nat | grep -e CNI-HOSTPORT -e CNI-DN-
+        ip netns exec $RUN-node$n iptables-nft-save -t filter | grep 'bridge-ipam: pod traffic'; ip -n $RUN-node$n -o link show cni0 2>/dev/null; } | tr '\n' ' ')
+    check "node$n: nothing of bridge-ipam is left (files, routes, nftables, FORWARD accepts, bridge, portmap's chains)${left:+: $left}" test -z "$left"
 done
 wait_until 10 network_ready 0 false
 check "node0: containerd reports NetworkReady false again" network_ready 0 false

@@ -19,6 +19,7 @@ SUITES=(
     scripts/test-options.sh
     scripts/test-dualstack.sh
     scripts/test-agent.sh
+    scripts/test-services.sh
     scripts/test-reliability.sh
 )
 for script in "${SUITES[@]}"; do

@@ -18,7 +18,8 @@ status=$?
 check "a conflist edited without \`make manifest\` fails the check, showing the difference" \
     bash -c "[ $status = 1 ] && grep -q '^+ *\"clusterCIDR\": \"10.32.0.0/12\"' <<<'$out'"
 "$PY" "$REPO/scripts/manifest.py" write "$drift" >/dev/null
-check "...and \`make manifest\` brings the ConfigMap in line" "$PY" "$REPO/scripts/manifest.py" check "$drift"
+check "...and \`make manifest\` brings the ConfigMap and the agent's --cluster-cidr in line" bash -c \
+    "'$PY' '$REPO/scripts/manifest.py' check '$drift' && grep -A1 -- '- --cluster-cidr' '$drift/deploy/bridge-ipam.yaml' | grep -q -- '- 10.32.0.0/12'"
 rm -rf "$drift"
 conflist=$("$PY" -c 'import sys, yaml
 for d in yaml.safe_load_all(open(sys.argv[1])):

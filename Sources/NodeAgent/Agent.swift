@@ -17,6 +17,7 @@ public final class Agent {
     let client: KubeClient
     let routes: NodeRoutes
     private var masquerade: NodeMasquerade?
+    let services: ServicesSetup
     private var resourceVersion: String?
     private var nextResync: Double
     private var ready = false
@@ -30,6 +31,7 @@ public final class Agent {
         self.options = options
         self.client = try KubeClient(connection: connection)
         self.routes = NodeRoutes(nodeName: options.nodeName!, subnetFile: options.subnetFile, socket: socket)
+        self.services = ServicesSetup(clusterCIDRs: options.clusterCIDRs)
         self.nextResync = monotonicSeconds() + options.resync
         self.initialBackoff = min(1, options.backoffMax)
         self.backoff = initialBackoff
@@ -54,6 +56,7 @@ public final class Agent {
         Log.line(
             "node \(routes.nodeName): watching nodes at \(client.connection.server); subnet file \(routes.subnetFile), resync every \(options.resync) s"
         )
+        services.reconcile()
         while true {
             if resourceVersion == nil {
                 do { try list() } catch {
@@ -164,9 +167,10 @@ public final class Agent {
     private func sync() {
         syncAt = nil
         firstPendingChange = nil
-        let canServe = routes.reconcile()
+        let routesReady = routes.reconcile()
+        let servicesReady = services.reconcile()
         masquerade?.reconcile(nodeAddresses: routes.nodeAddresses)
-        if canServe && !ready { becomeReady() }
+        if routesReady && servicesReady && !ready { becomeReady() }
     }
 
     private func resync() {
@@ -219,12 +223,15 @@ public final class Agent {
         }
     }
 
-    /// The cluster CIDR comes from the conflist the agent installs, so the manifest names it once.
+    /// The cluster CIDRs are `--cluster-cidr`'s (one per family, as for the FORWARD accepts), or
+    /// else the conflist's `ipam.clusterCIDR`: the manifest generates the first from the second.
     private func makeMasquerade() throws(MasqueradeSetupError) -> NodeMasquerade {
-        let path = options.cniConflist
-        guard let bytes = readWholeFile(path) else { throw .conflist("cannot read \(path)") }
-        let cidrs: [IPNetwork]
-        do { cidrs = try NodeMasquerade.clusterCIDRs(conflist: bytes, path: path) } catch { throw .conflist(error.description) }
+        var cidrs = options.clusterCIDRs
+        if cidrs.isEmpty {
+            let path = options.cniConflist
+            guard let bytes = readWholeFile(path) else { throw .conflist("cannot read \(path)") }
+            do { cidrs = try NodeMasquerade.clusterCIDRs(conflist: bytes, path: path) } catch { throw .conflist(error.description) }
+        }
         do { return NodeMasquerade(clusterCIDRs: cidrs, table: try NFTables(table: NodeMasquerade.table)) } catch {
             throw .nftables(error)
         }

@@ -1,3 +1,5 @@
+import Addresses
+
 /// The agent's command line.
 public struct AgentOptions: Equatable, Sendable {
     public var kubeconfig: String?
@@ -10,8 +12,11 @@ public struct AgentOptions: Equatable, Sendable {
     public var readyFile: String?
     public var backoffMax = 30.0
     public var watchTimeout = 300
-    /// Masquerade traffic leaving the conflist's `ipam.clusterCIDR` (see `NodeMasquerade`).
+    /// Masquerade traffic leaving the cluster CIDRs (`--cluster-cidr`, else the conflist's
+    /// `ipam.clusterCIDR`; see `NodeMasquerade`).
     public var masquerade = false
+    /// Pod traffic from and to these is accepted in the node's FORWARD chains (`ServicesSetup`).
+    public var clusterCIDRs: [IPNetwork] = []
 
     public init() {}
 
@@ -20,7 +25,7 @@ public struct AgentOptions: Equatable, Sendable {
             && l.installCNI?.binDir == r.installCNI?.binDir && l.installCNI?.confDir == r.installCNI?.confDir
             && l.cniPlugin == r.cniPlugin && l.cniConflist == r.cniConflist && l.resync == r.resync
             && l.readyFile == r.readyFile && l.backoffMax == r.backoffMax && l.watchTimeout == r.watchTimeout
-            && l.masquerade == r.masquerade
+            && l.masquerade == r.masquerade && l.clusterCIDRs == r.clusterCIDRs
     }
 
     public static let usage = """
@@ -29,6 +34,8 @@ public struct AgentOptions: Equatable, Sendable {
                                  [--install-cni BIN_DIR CONF_DIR [--cni-plugin FILE] [--cni-conflist FILE]]
                                  [--resync SECONDS] [--ready-file PATH] [--backoff-max SECONDS] [--watch-timeout SECONDS]
                                  [--masquerade]
+                                 [--cluster-cidr CIDR]...
+               bridge-ipam-agent --remove-forward-accepts
           --kubeconfig   API server and credentials (default: the in-cluster service account)
           --node         this node's name (default: $NODE_NAME)
           --subnet-file  where this node's podCIDRs are written for ipam.subnetFile (default /run/bridge-ipam/podcidr)
@@ -39,8 +46,11 @@ public struct AgentOptions: Equatable, Sendable {
           --ready-file   created once the node is listed and its subnet file written (for a readiness probe)
           --backoff-max  longest wait between reconnection attempts, seconds (default 30)
           --watch-timeout seconds a watch request may last before it is renewed (default 300)
-          --masquerade   traffic from the conflist's ipam.clusterCIDR (--cni-conflist) to anywhere but the cluster CIDR
-                         and the nodes' InternalIPs leaves with the node's address (nftables table bridge_ipam_agent)
+          --cluster-cidr the cluster's pod CIDR (once per family): pod traffic from and to it is accepted in
+                         iptables-nft's FORWARD chain (a node whose FORWARD policy is DROP forwards it)
+          --remove-forward-accepts  remove those FORWARD accepts and exit
+          --masquerade   traffic from the cluster CIDRs (--cluster-cidr, else the conflist's ipam.clusterCIDR) to anywhere
+                         but them and the nodes' InternalIPs leaves with the node's address (nftables table bridge_ipam_agent)
         """
 
     public struct UsageError: Error, CustomStringConvertible {
@@ -74,6 +84,10 @@ public struct AgentOptions: Equatable, Sendable {
             case "--backoff-max": options.backoffMax = try seconds(flag)
             case "--watch-timeout": options.watchTimeout = max(1, Int(try seconds(flag)))
             case "--masquerade": options.masquerade = true
+            case "--cluster-cidr":
+                let text = try value(flag)
+                guard let cidr = IPNetwork(cidr: text) else { throw UsageError(message: "\(flag) \(text): not a CIDR") }
+                options.clusterCIDRs.append(cidr.masked)
             default: throw UsageError(message: "unknown argument \(flag)")
             }
         }

@@ -24,7 +24,8 @@ extension NFTables: MasqueradeTable {}
 ///
 ///     ip saddr 10.244.0.0/16 ip daddr != { 10.244.0.0/16, 192.168.1.2, 192.168.1.3 } masquerade
 ///
-/// The exclusions are the rule's anonymous interval set; when a node joins, leaves or changes
+/// The cluster CIDRs are the agent's `--cluster-cidr`s (one per family), or else the conflist's
+/// `ipam.clusterCIDR`. The exclusions are the rule's anonymous interval set; when a node joins, leaves or changes
 /// address, the rule (tagged with a digest of its content) is replaced in one transaction.
 public final class NodeMasquerade {
     public static let table = "bridge_ipam_agent"
