@@ -15,8 +15,8 @@ cp "$REPO/conf/10-bridge-ipam.conflist" "$drift/conf/" && cp "$REPO/deploy/bridg
 sed -i 's|"clusterCIDR": "10.244.0.0/16"|"clusterCIDR": "10.32.0.0/12"|' "$drift/conf/10-bridge-ipam.conflist"
 out=$("$PY" "$REPO/scripts/manifest.py" check "$drift" 2>&1)
 status=$?
-check "a conflist edited without \`make manifest\` fails the check, showing the difference" \
-    bash -c "[ $status = 1 ] && grep -q '^+ *\"clusterCIDR\": \"10.32.0.0/12\"' <<<'$out'"
+drift_shown() { [ $status = 1 ] && grep -q '^+ *"clusterCIDR": "10.32.0.0/12"' <<<"$out"; }
+check "a conflist edited without \`make manifest\` fails the check, showing the difference" drift_shown
 "$PY" "$REPO/scripts/manifest.py" write "$drift" >/dev/null
 check "...and \`make manifest\` brings the ConfigMap and the agent's --cluster-cidr in line" bash -c \
     "'$PY' '$REPO/scripts/manifest.py' check '$drift' && grep -A1 -- '- --cluster-cidr' '$drift/deploy/bridge-ipam.yaml' | grep -q -- '- 10.32.0.0/12'"
