@@ -73,6 +73,16 @@ public final class NFTables {
             if !isCurrent(rule, listed: listed) { outdated.append((rule, listed)) }
         }
         guard !outdated.isEmpty else { return false }
+        // libnftnl writes a set's elements without checking room: a transaction that could
+        // outgrow its datagram is refused before anything is built.
+        let bytes = outdated.reduce(0) { $0 + NFTables.exclusionBytes($1.rule) }
+        guard bytes <= NFTables.exclusionBudget else {
+            throw NetlinkError(
+                "set masquerade rules of \(rules[0].network)", errno: E2BIG,
+                kernelMessage:
+                    "their exclusion sets (\(outdated.map { $0.rule.excludedIntervals.count }.reduce(0, +)) intervals, about \(bytes) bytes) do not fit one nftables transaction of \(NetlinkSocket.maximumMessageSize / 1024) KiB"
+            )
+        }
         nextSetID = 0
         try transaction("set masquerade rules of \(rules[0].network)") { batch in
             for (rule, listed) in outdated {
@@ -84,6 +94,18 @@ public final class NFTables {
         }
         return true
     }
+
+    /// What a rule's exclusion sets take in a transaction (one set per source): per interval a
+    /// start and an end element (each a list-element nest, a key nest and the address; the end
+    /// also a flags attribute: 40 bytes for IPv4, 64 for IPv6), plus the set's own messages.
+    static func exclusionBytes(_ rule: MasqueradeRule) -> Int {
+        let perInterval = rule.family == .v4 ? 40 : 64
+        return rule.sources.count * (256 + rule.excludedIntervals.count * perInterval)
+    }
+
+    /// The room for exclusion sets in one transaction: the datagram less the table, chain and
+    /// rule messages around them. About 1,580 IPv4 or 990 IPv6 intervals in one rule.
+    static let exclusionBudget = NetlinkSocket.maximumMessageSize - 2048
 
     private func rules(of network: String, family: IPAddress.Family) throws(NetlinkError) -> [ListedRule] {
         let prefix = MasqueradeRule.tagPrefix(network: network)
