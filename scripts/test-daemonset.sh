@@ -5,8 +5,11 @@
 # the stand-in API server over TLS with the pod's service account, then pods through CRI on every
 # node: addresses from the node's podCIDR, every pair and node to pod without NAT, pod to any
 # node without NAT, a host outside the cluster seeing the node's address, hostPort, the
-# readiness probe. Then a node's reboot (its /run emptied, the agent started late), the
+# readiness probe (and the harness's httpGet probe), the masquerade rule following a node that
+# joins and leaves. Then a node's reboot (its /run emptied, the agent started late), the
 # DaemonSet's deletion (pods keep working) and the README's uninstall steps (nothing left).
+# The nodes' FORWARD policy is DROP, as Docker sets it: pods are forwarded through the agent's
+# accepts only.
 #
 # Three nodes, each a network namespace with a containerd of its own, in a private mount
 # namespace (scripts/private-mounts.sh) whose /run, /var/lib/cni, /opt/cni/bin, /etc/cni/net.d
