@@ -9,6 +9,7 @@ SUITES=(
     scripts/test-cli.sh
     scripts/test-readme.sh
     scripts/test-plugin.sh
+    scripts/test-portable.sh
     scripts/test-log.sh
     scripts/test-netlink-limits.sh
     scripts/test-cluster.sh
