@@ -7,7 +7,8 @@
 # readiness probe, the CA bundle, and a passwd/group naming root. The files come from Debian
 # bookworm's packages: a minbase root made once by mmdebstrap (cached in .build/image/debian, it
 # needs Debian's mirror, never a container registry), in which `ldd` lists each program's
-# libraries. podman builds deploy/Containerfile (FROM scratch) with --network none.
+# libraries. podman builds deploy/Containerfile (FROM scratch) with --network none. The plugin and
+# agent are linked against a Debian 11 sysroot (glibc 2.31) and run on bookworm's glibc as well.
 #
 # Tags: localhost/bridge-ipam:VERSION (what the binaries report) and localhost/bridge-ipam:latest.
 # Writes .build/image/bridge-ipam.tar, a docker-archive with both tags, for
@@ -23,14 +24,10 @@ version=$("$RELEASE/bridge-ipam" --version | sed -n 's/^CNI bridge-ipam plugin v
 agent_version=$("$RELEASE/bridge-ipam-agent" --version | sed -n 's/^bridge-ipam-agent v\([^ ]*\).*/\1/p')
 [ -n "$version" ] && [ "$version" = "$agent_version" ] || { echo "the plugin ($version) and the agent ($agent_version) disagree on their version" >&2; exit 1; }
 
-# The Debian root, made again only when the package list changes.
-if [ "$(cat "$DEBIAN.packages" 2>/dev/null)" != "$PACKAGES" ]; then
-    rm -rf "$DEBIAN" "$DEBIAN.packages"
-    mkdir -p "$OUT"
-    echo "mmdebstrap: bookworm minbase with $PACKAGES (once)"
-    mmdebstrap --quiet --variant=minbase --include="$PACKAGES" bookworm "$DEBIAN"
-    echo "$PACKAGES" >"$DEBIAN.packages"
-fi
+# The Debian root (cached, made atomically under a lock by debian-root.sh), made again when the
+# package list changes.
+if [ -e "$DEBIAN/.complete" ] && [ "$(cat "$DEBIAN/.complete")" != "bookworm $PACKAGES" ]; then rm -rf "$DEBIAN"; fi
+sh "$REPO/scripts/debian-root.sh" "$DEBIAN" bookworm "$PACKAGES"
 
 # The programs go into the Debian root so that its own ldd resolves their libraries there.
 mkdir -p "$DEBIAN/usr/local/bin"
