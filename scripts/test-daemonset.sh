@@ -328,13 +328,17 @@ echo "== node2 reboots: its /run is empty, /etc/cni/net.d keeps the conflist, th
 for p in web2 db2; do pod_down $p; done
 containerd_stop 2
 for pid in $(run_processes); do grep -qsF "$(sock 2)" /proc/$pid/cmdline && kill -9 $pid; done
+# The node keeps its NIC's MAC address across the reboot, so the others' neighbour entries stay right.
+node2_mac=$(ip -n $RUN-node2 -o link show eth0 | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2)
 ip netns pids $RUN-node2 | xargs -r kill 2>/dev/null
 sleep 0.2
 ip netns del $RUN-node2
 ip -n $RUN-underlay link del n2 2>/dev/null
 rm -rf "$(root 2)/run"
 node_ns 2
+ip -n $RUN-node2 link set eth0 address "$node2_mac"
 ip netns exec $RUN-node2 sysctl -qw net.ipv4.ip_forward=1
+ip netns exec $RUN-node2 iptables-nft -P FORWARD DROP
 containerd_up 2 || { fail "containerd of node2 did not start again"; finish; exit; }
 check "node2 after the reboot: conflist kept, no subnet file; containerd says NetworkReady true" bash -c \
     "[ -e '$(root 2)/etc/cni/net.d/10-bridge-ipam.conflist' ] && [ ! -e '$(root 2)/run/bridge-ipam/podcidr' ] && [[ '$(cri 2 status)' == 'NetworkReady true'* ]]"
@@ -370,7 +374,10 @@ if [ $status = 0 ]; then
     check "...and the waiting pod gets ${POD_IP[early]} from 10.244.2.0/24 ${waited} s after the agent started" \
         bash -c "[[ '${POD_IP[early]}' == 10.244.2.* ]]"
     serve "$RUN_DIR/serve-early.log" in_pod early
-    check "web0 on node0 reaches it, seen with web0's own address" test "$(seen_from_pod web0 "${POD_IP[early]}")" = "${POD_IP[web0]}"
+    # The agent writes the subnet file, then its routes in the same sync: allow it a moment.
+    web0_reaches_early() { [ "$(seen_from_pod web0 "${POD_IP[early]}")" = "${POD_IP[web0]}" ]; }
+    wait_until 10 web0_reaches_early
+    check "web0 on node0 reaches it, seen with web0's own address (after ${WAITED_MS} ms)" web0_reaches_early
     check "it reaches the outside host, seen as node2" test "$(seen_from_pod early $OUTSIDE_IP)" = "$(node_ip 2)"
 else
     fail "the waiting pod's RunPodSandbox failed: $(head -c 400 "$RUN_DIR/early.err")"
