@@ -16,6 +16,7 @@ import PackageDescription
 //   CProcessStart C: argv for the Swift runtime without its /proc/self/maps scan at start-up
 //   bridge-ipam   a thin main: the CNI plugin, or the node command when given arguments
 //   CCurl         C: libcurl, with typed wrappers for its variadic calls
+//   CYAML         libyaml (system library), for kubeconfigs; linked statically in release builds
 //   NodeAgent     the Kubernetes node agent: list + watch Nodes, subnet file, routes (ClusterRoutes),
 //                 the cluster's masquerade rule (NFTables)
 //   bridge-ipam-agent  its main; a program of its own, so the plugin links none of it
@@ -46,7 +47,9 @@ let package = Package(
         .executableTarget(
             name: "bridge-ipam", dependencies: ["BridgePlugin", "ClusterRoutes", "CNI", "CBuildInfo", "CProcessStart", "SystemIO"]),
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
-        .target(name: "NodeAgent", dependencies: ["Addresses", "CCurl", "ClusterRoutes", "JSON", "Netlink", "NFTables", "SystemIO"]),
+        .systemLibrary(name: "CYAML", providers: [.apt(["libyaml-dev"])]),
+        .target(
+            name: "NodeAgent", dependencies: ["Addresses", "CCurl", "ClusterRoutes", "CYAML", "JSON", "Netlink", "NFTables", "SystemIO"]),
         .executableTarget(name: "bridge-ipam-agent", dependencies: ["NodeAgent", "Netlink", "CBuildInfo"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "SystemIOTests", dependencies: ["SystemIO"]),

@@ -10,6 +10,10 @@ A control port (plain HTTP; bind it to 127.0.0.1) changes the cluster:
   POST /nodes      [{"name","ip","podCIDR"|"podCIDRs"}...] or Node objects: add or modify
   POST /delete     ["name", ...]
   POST /expire     compact history: open watches get ERROR 410, older resourceVersions get 410
+                   (and so do the continue tokens of lists begun before)
+  POST /fail-watches {"count": N, "code": C, "as": "event"|"status", "message": "..."}: the next N
+                   watch requests fail: an ERROR event with that Status at once (the stream then
+                   closes), or an HTTP error response
   POST /stop       stop serving: close the listener and every open connection
   POST /hang       stop serving, but keep a listener that accepts no connection: clients connect
                    (the kernel completes the handshake) and then never hear a byte
@@ -29,11 +33,14 @@ from urllib.parse import parse_qs, urlparse
 
 lock = threading.Condition()
 nodes = {}          # name -> Node object
+node_json = {}      # name -> its JSON text (lists of thousands of nodes are joined, not re-encoded)
 events = []         # (rv, type, object)
 rv = 100
 compacted = 0       # watches from a resourceVersion below this get 410
 expire_generation = 0
-counters = {"lists": 0, "watches": 0, "open_watches": 0, "unauthorized": 0}
+counters = {"lists": 0, "list_pages": 0, "watches": 0, "open_watches": 0, "unauthorized": 0}
+snapshots = {}      # resourceVersion -> the items a paginated list began with (its pages' snapshot)
+watch_failures = {"count": 0}
 open_sockets = set()
 args = None
 api_server = None
@@ -66,7 +73,12 @@ def record(kind, obj):
     global rv
     rv += 1
     obj["metadata"]["resourceVersion"] = str(rv)
-    events.append((rv, kind, json.loads(json.dumps(obj))))
+    text = json.dumps(obj)
+    if kind == "DELETED":
+        node_json.pop(obj["metadata"]["name"], None)
+    else:
+        node_json[obj["metadata"]["name"]] = text.encode()
+    events.append((rv, kind, json.loads(text)))
     lock.notify_all()
     return rv
 
@@ -159,19 +171,42 @@ class APIHandler(BaseHTTPRequestHandler):
         return self.send_json(404, status(404, "NotFound", f'{parts[-2] if len(parts) > 1 else "resource"} "{parts[-1]}" not found'))
 
     def list(self, query):
-        with lock:
-            counters["lists"] += 1
-            items = [json.loads(json.dumps(nodes[n])) for n in sorted(nodes)]
-            version = str(rv)
-        start = int(query.get("continue") or 0)
+        # Every page of a paginated list comes from one snapshot, at the first page's
+        # resourceVersion, as the real API server serves them from etcd; a continue token
+        # carries that version and expires with compaction (410 Expired).
+        token = query.get("continue") or ""
         limit = int(query.get("limit") or 0)
-        metadata = {"resourceVersion": version}
+        with lock:
+            counters["list_pages"] += 1
+            if token:
+                try:
+                    version, start = (int(x) for x in token.split(":"))
+                except ValueError:
+                    return self.send_json(400, status(400, "BadRequest", "continue key is not valid"))
+                items = snapshots.get(version)
+                if items is None or version < compacted:
+                    return self.send_json(410, status(410, "Expired", "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."))
+            else:
+                counters["lists"] += 1
+                version, start = rv, 0
+                items = [node_json[n] for n in sorted(nodes)]
+                if limit and limit < len(items):
+                    snapshots[version] = items
+                    for old in sorted(snapshots)[:-20]:
+                        del snapshots[old]
+        metadata = {"resourceVersion": str(version)}
         if limit and start + limit < len(items):
-            metadata["continue"] = str(start + limit)
-            items = items[start:start + limit]
+            metadata["continue"] = f"{version}:{start + limit}"
+            metadata["remainingItemCount"] = len(items) - start - limit
+            page = items[start:start + limit]
         else:
-            items = items[start:]
-        self.send_json(200, {"kind": "NodeList", "apiVersion": "v1", "metadata": metadata, "items": items})
+            page = items[start:]
+        data = b'{"kind":"NodeList","apiVersion":"v1","metadata":%s,"items":[%s]}' % (json.dumps(metadata).encode(), b",".join(page))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def chunk(self, data):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
@@ -183,6 +218,24 @@ class APIHandler(BaseHTTPRequestHandler):
         bookmarks = query.get("allowWatchBookmarks") in ("1", "true")
         with lock:
             counters["watches"] += 1
+            failure = None
+            if watch_failures["count"] > 0:
+                watch_failures["count"] -= 1
+                failure = dict(watch_failures)
+        if failure:
+            body = status(failure["code"], failure.get("reason", "InternalError"), failure.get("message", "injected failure"))
+            if failure.get("as") == "status":
+                return self.send_json(failure["code"], body)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.chunk(json.dumps({"type": "ERROR", "object": body}).encode() + b"\n")
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        with lock:
             if version not in ("", "0") and int(version) < compacted:
                 expired = f"too old resource version: {version} ({compacted})"
             else:
@@ -329,9 +382,16 @@ class ControlHandler(BaseHTTPRequestHandler):
                     if node:
                         record("DELETED", node)
                 self.reply({"resourceVersion": rv})
+        elif self.path == "/fail-watches":
+            with lock:
+                watch_failures.clear()
+                watch_failures.update(body)
+            self.reply({"failing": body.get("count", 0)})
         elif self.path == "/expire":
             with lock:
-                compacted = rv + 1
+                # The current version stays watchable (a list made now can be watched from),
+                # every older one is gone.
+                compacted = rv
                 events.clear()
                 expire_generation += 1
                 lock.notify_all()

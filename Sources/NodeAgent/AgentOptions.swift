@@ -15,6 +15,8 @@ public struct AgentOptions: Equatable, Sendable {
     /// Masquerade traffic leaving the cluster CIDRs (`--cluster-cidr`, else the conflist's
     /// `ipam.clusterCIDR`; see `NodeMasquerade`).
     public var masquerade = false
+    public var metricsAddress: String?
+    public var listPageSize = 500
     /// Pod traffic from and to these is accepted in the node's FORWARD chains (`ServicesSetup`).
     public var clusterCIDRs: [IPNetwork] = []
 
@@ -25,7 +27,8 @@ public struct AgentOptions: Equatable, Sendable {
             && l.installCNI?.binDir == r.installCNI?.binDir && l.installCNI?.confDir == r.installCNI?.confDir
             && l.cniPlugin == r.cniPlugin && l.cniConflist == r.cniConflist && l.resync == r.resync
             && l.readyFile == r.readyFile && l.backoffMax == r.backoffMax && l.watchTimeout == r.watchTimeout
-            && l.masquerade == r.masquerade && l.clusterCIDRs == r.clusterCIDRs
+            && l.metricsAddress == r.metricsAddress && l.listPageSize == r.listPageSize
+            && l.clusterCIDRs == r.clusterCIDRs && l.masquerade == r.masquerade
     }
 
     public static let usage = """
@@ -33,6 +36,7 @@ public struct AgentOptions: Equatable, Sendable {
                bridge-ipam-agent [--kubeconfig FILE] [--node NAME] [--subnet-file PATH]
                                  [--install-cni BIN_DIR CONF_DIR [--cni-plugin FILE] [--cni-conflist FILE]]
                                  [--resync SECONDS] [--ready-file PATH] [--backoff-max SECONDS] [--watch-timeout SECONDS]
+                                 [--metrics-address HOST:PORT] [--list-page-size N]
                                  [--masquerade]
                                  [--cluster-cidr CIDR]...
                bridge-ipam-agent --remove-forward-accepts
@@ -46,6 +50,8 @@ public struct AgentOptions: Equatable, Sendable {
           --ready-file   created once the node is listed and its subnet file written (for a readiness probe)
           --backoff-max  longest wait between reconnection attempts, seconds (default 30)
           --watch-timeout seconds a watch request may last before it is renewed (default 300)
+          --metrics-address  serve /healthz, /readyz and /metrics on HOST:PORT ([::1]:PORT, :PORT for all)
+          --list-page-size   Nodes per page of the initial list (limit/continue; default 500)
           --cluster-cidr the cluster's pod CIDR (once per family): pod traffic from and to it is accepted in
                          iptables-nft's FORWARD chain (a node whose FORWARD policy is DROP forwards it)
           --remove-forward-accepts  remove those FORWARD accepts and exit
@@ -84,6 +90,14 @@ public struct AgentOptions: Equatable, Sendable {
             case "--backoff-max": options.backoffMax = try seconds(flag)
             case "--watch-timeout": options.watchTimeout = max(1, Int(try seconds(flag)))
             case "--masquerade": options.masquerade = true
+            case "--metrics-address":
+                let address = try value(flag)
+                guard address.contains(":") else { throw UsageError(message: "--metrics-address \(address): not HOST:PORT") }
+                options.metricsAddress = address
+            case "--list-page-size":
+                let text = try value(flag)
+                guard let n = Int(text), n > 0, n <= 100_000 else { throw UsageError(message: "--list-page-size \(text): not 1 to 100000") }
+                options.listPageSize = n
             case "--cluster-cidr":
                 let text = try value(flag)
                 guard let cidr = IPNetwork(cidr: text) else { throw UsageError(message: "\(flag) \(text): not a CIDR") }
