@@ -207,6 +207,18 @@ for n in "${NODES[@]}"; do
         esac
     done
 done
+limit=$(CRI_STUBS=$RUN_DIR/cri "$PY" -c 'import sys, yaml
+sys.path.insert(0, sys.argv[2]); import kubelet
+d = next(d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "DaemonSet")
+print(int(kubelet.quantity(d["spec"]["template"]["spec"]["containers"][0].get("resources", {}).get("limits", {}).get("memory", 0))))' \
+    "$MANIFEST" "$REPO/tests/cri" 2>/dev/null)
+if [ "${limit:-0}" -gt 0 ]; then
+    # cgroup v2 memory.max, or v1 memory.limit_in_bytes
+    memory_max=$(cat "$(find /sys/fs/cgroup -path "*$CGROUP_PARENT/node0*" -path "*${AGENT_CONTAINER[0]}*" \
+        \( -name memory.max -o -name memory.limit_in_bytes \) 2>/dev/null | head -1)" 2>/dev/null)
+    check "node0: the agent's container runs under the manifest's memory limit ($memory_max bytes, limit $limit)" \
+        test "$memory_max" = "$limit"
+fi
 for n in "${NODES[@]}"; do
     r=$(root $n)
     check "node$n: the agent installed the image's plugin into /opt/cni/bin" \

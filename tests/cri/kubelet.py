@@ -24,10 +24,11 @@ service account volume at /var/run/secrets/kubernetes.io/serviceaccount (token, 
 namespace) unless automountServiceAccountToken is false, env (value, fieldRef of the downward
 API) plus KUBERNETES_SERVICE_HOST/_PORT, command and args, the security context (runAsUser,
 readOnlyRootFilesystem, allowPrivilegeEscalation as no_new_privs, capabilities, privileged, the
-default masked and read-only /proc paths), readinessProbe (exec, httpGet) and
-terminationGracePeriodSeconds. Not covered, as they do not change what the container can do:
-resource requests (cgroup shares), scheduling fields (tolerations, priorityClassName), logs
-rotation. Anything else in the pod spec is an error, so a manifest change cannot go unnoticed.
+default masked and read-only /proc paths), resources (CPU shares from the request, the CPU
+quota and memory limit from the limits, as kubelet computes them), the probes (exec, httpGet;
+initialDelaySeconds counted from the container's start) and terminationGracePeriodSeconds. Not
+covered, as they do not change what the container can do: scheduling fields (tolerations,
+priorityClassName), log rotation. Anything else in the pod spec is an error, so a manifest change cannot go unnoticed.
 """
 import argparse
 import hashlib
@@ -192,6 +193,34 @@ def sandbox_config(ds, spec, a):
                                        security_context=pb.LinuxSandboxSecurityContext(namespace_options=namespaces(spec))))
 
 
+def quantity(text):
+    """A Kubernetes resource quantity ("10m", "64Mi", "1", "0.5", "1G") as a number."""
+    text = str(text)
+    for suffix, factor in (("Ki", 2**10), ("Mi", 2**20), ("Gi", 2**30), ("Ti", 2**40), ("k", 10**3), ("M", 10**6),
+                           ("G", 10**9), ("T", 10**12), ("m", 10**-3)):
+        if text.endswith(suffix):
+            return float(text[:-len(suffix)]) * factor
+    return float(text)
+
+
+def resources(container):
+    """What kubelet asks of the runtime for a container's resources (pkg/kubelet/kuberuntime)."""
+    r = container.get("resources", {})
+    requests, limits = r.get("requests", {}), r.get("limits", {})
+    unknown = (set(requests) | set(limits)) - {"cpu", "memory"}
+    if unknown:
+        raise Refused(f"resources the stand-in kubelet does not implement: {sorted(unknown)}")
+    result = pb.LinuxContainerResources()
+    cpu_request = requests.get("cpu", limits.get("cpu"))
+    result.cpu_shares = max(2, int(quantity(cpu_request) * 1024)) if cpu_request is not None else 2
+    if "cpu" in limits:
+        result.cpu_period = 100000
+        result.cpu_quota = max(1000, int(quantity(limits["cpu"]) * 100000))
+    if "memory" in limits:
+        result.memory_limit_in_bytes = int(quantity(limits["memory"]))
+    return result
+
+
 def container_security(container, spec):
     sc = container.get("securityContext", {})
     caps = sc.get("capabilities", {})
@@ -233,7 +262,7 @@ def up(runtime, images, a):
         command=container.get("command", []), args=[str(x) for x in container.get("args", [])], envs=env(container, ds, a),
         mounts=mounts, labels={"io.kubernetes.container.name": container["name"], "io.kubernetes.pod.name": a.pod_name},
         log_path=f"{container['name']}/0.log",
-        linux=pb.LinuxContainerConfig(security_context=container_security(container, spec)))
+        linux=pb.LinuxContainerConfig(resources=resources(container), security_context=container_security(container, spec)))
     container_id = runtime.CreateContainer(
         pb.CreateContainerRequest(pod_sandbox_id=sandbox_id, config=config, sandbox_config=sandbox), timeout=TIMEOUT).container_id
     runtime.StartContainer(pb.StartContainerRequest(container_id=container_id), timeout=TIMEOUT)
@@ -276,7 +305,10 @@ def ready(runtime, a):
     if probe is None:
         print(f"the container has no {a.probe}")
         return 3
-    time.sleep(probe.get("initialDelaySeconds", 0))
+    # kubelet counts the initial delay from the container's start.
+    status = runtime.ContainerStatus(pb.ContainerStatusRequest(container_id=a.container), timeout=TIMEOUT).status
+    since_start = time.time() - status.started_at / 1e9
+    time.sleep(max(0, probe.get("initialDelaySeconds", 0) - since_start))
     end = time.monotonic() + a.within
     while True:
         ok, seen = probe_once(runtime, probe, container, a)
