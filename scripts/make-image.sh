@@ -3,8 +3,9 @@
 #
 # The image holds exactly what its programs need and nothing else (no shell, no package
 # manager): the plugin and the agent from `make build`, the shared libraries they load (the
-# agent's libcurl and its dependencies, libmnl, glibc), coreutils' `test` for the manifest's exec
-# readiness probe, the CA bundle, and a passwd/group naming root. The files come from Debian
+# agent's libcurl and its dependencies, libmnl, glibc), the CA bundle, and a passwd/group naming
+# root. The manifest's probes are httpGet (the agent's status server), so there is no shell and no
+# `test` for exec probes. The files come from Debian
 # bookworm's packages: a minbase root made once by mmdebstrap (cached in .build/image/debian, it
 # needs Debian's mirror, never a container registry), in which `ldd` lists each program's
 # libraries. podman builds deploy/Containerfile (FROM scratch) with --network none. The plugin and
@@ -17,7 +18,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$REPO/.build/image
 DEBIAN=$OUT/debian
-PACKAGES=libmnl0,libcurl4,ca-certificates,coreutils
+PACKAGES=libmnl0,libcurl4,ca-certificates
 RELEASE=$REPO/.build/release
 
 version=$("$RELEASE/bridge-ipam" --version | sed -n 's/^CNI bridge-ipam plugin v\([^ ]*\).*/\1/p')
@@ -32,7 +33,7 @@ sh "$REPO/scripts/debian-root.sh" "$DEBIAN" bookworm "$PACKAGES"
 # The programs go into the Debian root so that its own ldd resolves their libraries there.
 mkdir -p "$DEBIAN/usr/local/bin"
 install -m 0755 "$RELEASE/bridge-ipam" "$RELEASE/bridge-ipam-agent" "$DEBIAN/usr/local/bin/"
-programs=(/usr/local/bin/bridge-ipam-agent /usr/local/bin/bridge-ipam /usr/bin/test)
+programs=(/usr/local/bin/bridge-ipam-agent /usr/local/bin/bridge-ipam)
 # A static program has no libraries (ldd says so and fails); the run below catches a missing one.
 libraries=$(for p in "${programs[@]}"; do chroot "$DEBIAN" ldd "$p" || true; done | grep -o '/[^ ]*' | sort -u)
 
@@ -62,7 +63,6 @@ podman build --quiet --network none -f "$REPO/deploy/Containerfile" \
 run() { podman run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 "$@"; }
 run "localhost/bridge-ipam:$version" --version
 run --entrypoint bridge-ipam "localhost/bridge-ipam:$version" --version | head -1
-run --entrypoint test "localhost/bridge-ipam:$version" -d /tmp
 rm -f "$OUT/bridge-ipam.tar"
 podman save --quiet --format docker-archive -m -o "$OUT/bridge-ipam.tar" "localhost/bridge-ipam:$version" localhost/bridge-ipam:latest
 size=$(podman image inspect --format '{{.Size}}' "localhost/bridge-ipam:$version")
