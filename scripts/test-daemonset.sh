@@ -416,8 +416,9 @@ for n in "${NODES[@]}"; do
     left=$( { ls "$r/opt/cni/bin" | grep -v -x -e portmap -e loopback; ls -A "$r/etc/cni/net.d"; ls -d "$r/run/bridge-ipam" "$r/var/lib/cni/networks/k8s-pod-network" 2>/dev/null
         ip netns exec $RUN-node$n ip -o route show proto 212; ip netns exec $RUN-node$n nft list tables | grep bridge_ipam
         ip netns exec $RUN-node$n iptables-nft-save -t nat | grep -e CNI-HOSTPORT -e CNI-DN-
-        ip netns exec $RUN-node$n iptables-nft-save -t filter | grep 'bridge-ipam: pod traffic'; ip -n $RUN-node$n -o link show cni0 2>/dev/null; } | tr '\n' ' ')
-    check "node$n: nothing of bridge-ipam is left (files, routes, nftables, FORWARD accepts, bridge, portmap's chains)${left:+: $left}" test -z "$left"
+        ip netns exec $RUN-node$n iptables-nft-save -t filter | grep 'bridge-ipam: pod traffic'; ip -n $RUN-node$n -o link show cni0 2>/dev/null
+        ip -n $RUN-node$n -o link show bipam.1 2>/dev/null; } | tr '\n' ' ')
+    check "node$n: nothing of bridge-ipam is left (files, routes, nftables, FORWARD accepts, bridge, VXLAN, portmap's chains)${left:+: $left}" test -z "$left"
 done
 wait_until 10 network_ready 0 false
 check "node0: containerd reports NetworkReady false again" network_ready 0 false

@@ -51,7 +51,7 @@ do {
     let connection =
         try options.kubeconfig.map { (path) throws(KubeConnection.Error) in try KubeConnection.kubeconfig(path: path) }
         ?? KubeConnection.inCluster(environment: environment)
-    let agent = try Agent(options: options, connection: connection, socket: try NetlinkSocket())
+    let agent = try Agent(options: options, connection: connection, socket: try NetlinkSocket(strictDumps: true))
     exit(agent.run())
 } catch {
     Log.line("\(error)")
