@@ -225,8 +225,8 @@ for n in "${NODES[@]}"; do
         test "$(sha256sum <"$r/opt/cni/bin/bridge-ipam" | cut -d' ' -f1)" = "$image_plugin_sha"
     check "node$n: ...and the ConfigMap's conflist, which is conf/10-bridge-ipam.conflist, into /etc/cni/net.d" \
         cmp -s "$REPO/conf/10-bridge-ipam.conflist" "$r/etc/cni/net.d/10-bridge-ipam.conflist"
-    check "node$n: /run/bridge-ipam/podcidr holds its podCIDR ($(cat "$r/run/bridge-ipam/podcidr" 2>/dev/null))" \
-        test "$(cat "$r/run/bridge-ipam/podcidr" 2>/dev/null)" = "10.244.$n.0/24"
+    check "node$n: /run/bridge-ipam/podcidr holds its podCIDR ($(head -1 "$r/run/bridge-ipam/podcidr" 2>/dev/null))" \
+        test "$(head -1 "$r/run/bridge-ipam/podcidr" 2>/dev/null)" = "10.244.$n.0/24"
     routes_ok() { local m; for m in "${NODES[@]}"; do [ $m = $1 ] || route_is $1 10.244.$m.0/24 "$(node_ip $m)" || return 1; done; }
     wait_until 10 routes_ok $n
     check "node$n: routes to the other nodes' podCIDRs via their InternalIPs" routes_ok $n
