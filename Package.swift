@@ -65,6 +65,7 @@ let package = Package(
         .testTarget(name: "NetlinkTests", dependencies: ["Addresses", "CNetlinkShim", "Netlink", "NFTables"]),
         .testTarget(name: "CNITests", dependencies: ["Addresses", "CNI", "JSON", "IPAM"]),
         .testTarget(name: "BridgePluginTests", dependencies: ["BridgePlugin", "Addresses", "CNI", "IPAM", "JSON", "Netlink", "SystemIO"]),
-        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "ClusterRoutes", "Addresses", "JSON", "NFTables", "Netlink", "SystemIO"]),
+        .testTarget(
+            name: "NodeAgentTests", dependencies: ["NodeAgent", "ClusterRoutes", "Addresses", "JSON", "NFTables", "Netlink", "SystemIO"]),
     ]
 )
