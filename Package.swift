@@ -16,6 +16,7 @@ import PackageDescription
 //   CProcessStart C: argv for the Swift runtime without its /proc/self/maps scan at start-up
 //   bridge-ipam   a thin main: the CNI plugin, or the node command when given arguments
 //   CCurl         C: libcurl, with typed wrappers for its variadic calls
+//   NetworkPolicy NetworkPolicy semantics: pods, namespaces, policies decoded; a node's rules as data
 //   NodeAgent     the Kubernetes node agent: list + watch Nodes, subnet file, routes (ClusterRoutes)
 //   bridge-ipam-agent  its main; a program of its own, so the plugin links none of it
 let package = Package(
@@ -45,6 +46,7 @@ let package = Package(
         .executableTarget(
             name: "bridge-ipam", dependencies: ["BridgePlugin", "ClusterRoutes", "CNI", "CBuildInfo", "CProcessStart", "SystemIO"]),
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
+        .target(name: "NetworkPolicy", dependencies: ["Addresses", "JSON"]),
         .target(name: "NodeAgent", dependencies: ["Addresses", "CCurl", "ClusterRoutes", "JSON", "Netlink", "SystemIO"]),
         .executableTarget(name: "bridge-ipam-agent", dependencies: ["NodeAgent", "Netlink"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
@@ -57,5 +59,6 @@ let package = Package(
         .testTarget(name: "CNITests", dependencies: ["Addresses", "CNI", "JSON", "IPAM"]),
         .testTarget(name: "BridgePluginTests", dependencies: ["BridgePlugin", "Addresses", "CNI", "IPAM", "JSON", "Netlink", "SystemIO"]),
         .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "JSON"]),
+        .testTarget(name: "NetworkPolicyTests", dependencies: ["NetworkPolicy", "Addresses", "JSON"]),
     ]
 )
