@@ -47,7 +47,9 @@ let package = Package(
             name: "bridge-ipam", dependencies: ["BridgePlugin", "ClusterRoutes", "CNI", "CBuildInfo", "CProcessStart", "SystemIO"]),
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
         .target(name: "NetworkPolicy", dependencies: ["Addresses", "JSON"]),
-        .target(name: "NodeAgent", dependencies: ["Addresses", "CCurl", "ClusterRoutes", "JSON", "Netlink", "SystemIO"]),
+        .target(
+            name: "NodeAgent",
+            dependencies: ["Addresses", "CCurl", "ClusterRoutes", "JSON", "Netlink", "NetworkPolicy", "NFTables", "SystemIO"]),
         .executableTarget(name: "bridge-ipam-agent", dependencies: ["NodeAgent", "Netlink"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "SystemIOTests", dependencies: ["SystemIO"]),

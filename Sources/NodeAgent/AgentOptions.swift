@@ -10,6 +10,8 @@ public struct AgentOptions: Equatable, Sendable {
     public var readyFile: String?
     public var backoffMax = 30.0
     public var watchTimeout = 300
+    /// Enforce NetworkPolicy for this node's pods (`PolicyAgent`).
+    public var networkPolicy = false
 
     public init() {}
 
@@ -18,12 +20,14 @@ public struct AgentOptions: Equatable, Sendable {
             && l.installCNI?.binDir == r.installCNI?.binDir && l.installCNI?.confDir == r.installCNI?.confDir
             && l.cniPlugin == r.cniPlugin && l.cniConflist == r.cniConflist && l.resync == r.resync
             && l.readyFile == r.readyFile && l.backoffMax == r.backoffMax && l.watchTimeout == r.watchTimeout
+            && l.networkPolicy == r.networkPolicy
     }
 
     public static let usage = """
         usage: bridge-ipam-agent [--kubeconfig FILE] [--node NAME] [--subnet-file PATH]
                                  [--install-cni BIN_DIR CONF_DIR [--cni-plugin FILE] [--cni-conflist FILE]]
                                  [--resync SECONDS] [--ready-file PATH] [--backoff-max SECONDS] [--watch-timeout SECONDS]
+                                 [--network-policy]
           --kubeconfig   API server and credentials (default: the in-cluster service account)
           --node         this node's name (default: $NODE_NAME)
           --subnet-file  where this node's podCIDRs are written for ipam.subnetFile (default /run/bridge-ipam/podcidr)
@@ -34,6 +38,8 @@ public struct AgentOptions: Equatable, Sendable {
           --ready-file   created once the node is listed and its subnet file written (for a readiness probe)
           --backoff-max  longest wait between reconnection attempts, seconds (default 30)
           --watch-timeout seconds a watch request may last before it is renewed (default 300)
+          --network-policy enforce NetworkPolicy for this node's pods (table inet bridge_ipam_policy); without
+                         it the table is left as it is
         """
 
     public struct UsageError: Error, CustomStringConvertible {
@@ -66,6 +72,7 @@ public struct AgentOptions: Equatable, Sendable {
             case "--ready-file": options.readyFile = try value(flag)
             case "--backoff-max": options.backoffMax = try seconds(flag)
             case "--watch-timeout": options.watchTimeout = max(1, Int(try seconds(flag)))
+            case "--network-policy": options.networkPolicy = true
             default: throw UsageError(message: "unknown argument \(flag)")
             }
         }
