@@ -299,6 +299,8 @@ public final class PolicyTable {
         }
     }
 
+    nonisolated(unsafe) static var nextSetID: UInt32 = 0
+
     static func newSet(_ name: String, family f: IPAddress.Family) -> OpaquePointer {
         let s = nftnl_set_alloc()!
         nftnl_set_set_str(s, UInt16(NFTNL_SET_TABLE.rawValue), table)
@@ -316,6 +318,9 @@ public final class PolicyTable {
             m.put(header: OwnChain.header(family: family))
             let s = newSet(name, family: f)
             defer { nftnl_set_free(s) }
+            // The kernel wants an id for every new set (rules of the same transaction may name it by id).
+            nextSetID &+= 1
+            nftnl_set_set_u32(s, UInt16(NFTNL_SET_ID.rawValue), nextSetID)
             if map {
                 nftnl_set_set_u32(s, UInt16(NFTNL_SET_FLAGS.rawValue), NFT_SET_MAP.rawValue)
                 nftnl_set_set_u32(s, UInt16(NFTNL_SET_DATA_TYPE.rawValue), NFT_DATA_VERDICT.rawValue)
