@@ -3,7 +3,23 @@
 cd "$(dirname "$0")/.."
 total_passed=0
 total_failed=0
-for script in scripts/test-cli.sh scripts/test-readme.sh scripts/test-plugin.sh scripts/test-log.sh scripts/test-netlink-limits.sh scripts/test-cluster.sh scripts/test-masq.sh scripts/test-runtimes.sh scripts/test-cri.sh scripts/test-options.sh scripts/test-dualstack.sh scripts/test-agent.sh scripts/test-reliability.sh; do
+# One suite per line, so that adding a suite never conflicts with another.
+SUITES=(
+    scripts/test-cli.sh
+    scripts/test-readme.sh
+    scripts/test-plugin.sh
+    scripts/test-log.sh
+    scripts/test-netlink-limits.sh
+    scripts/test-cluster.sh
+    scripts/test-masq.sh
+    scripts/test-runtimes.sh
+    scripts/test-cri.sh
+    scripts/test-options.sh
+    scripts/test-dualstack.sh
+    scripts/test-agent.sh
+    scripts/test-reliability.sh
+)
+for script in "${SUITES[@]}"; do
     echo "=== $script"
     log=$(mktemp)
     bash "$script" 2>&1 | tee "$log"
