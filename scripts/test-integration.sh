@@ -17,6 +17,7 @@ SUITES=(
     scripts/test-options.sh
     scripts/test-dualstack.sh
     scripts/test-agent.sh
+    scripts/test-netpol.sh
     scripts/test-reliability.sh
 )
 for script in "${SUITES[@]}"; do
