@@ -57,10 +57,10 @@ let package = Package(
         .testTarget(name: "IPAMTests", dependencies: ["Addresses", "IPAM", "SystemIO"]),
         .testTarget(name: "ClusterRoutesTests", dependencies: ["Addresses", "ClusterRoutes"]),
         .testTarget(name: "NFTablesTests", dependencies: ["Addresses", "NFTables", "Netlink"]),
-        .testTarget(name: "NetlinkTests", dependencies: ["Addresses", "CNetlinkShim", "Netlink", "NFTables"]),
+        .testTarget(name: "NetlinkTests", dependencies: ["Addresses", "CNetlinkShim", "CNFTNL", "Netlink", "NFTables"]),
         .testTarget(name: "CNITests", dependencies: ["Addresses", "CNI", "JSON", "IPAM"]),
         .testTarget(name: "BridgePluginTests", dependencies: ["BridgePlugin", "Addresses", "CNI", "IPAM", "JSON", "Netlink", "SystemIO"]),
-        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "JSON"]),
+        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "Addresses", "JSON", "NetworkPolicy", "NFTables"]),
         .testTarget(name: "NetworkPolicyTests", dependencies: ["NetworkPolicy", "Addresses", "JSON"]),
     ]
 )
