@@ -7,7 +7,7 @@ import Addresses
 public enum PolicyCompiler {
     public static func compile(_ state: ClusterState, node: String) -> Ruleset {
         var compiler = Compilation(state: state)
-        for pod in state.targetPods where pod.node == node {
+        for pod in compiler.targets where pod.node == node {
             for direction in Direction.allCases {
                 let policies = state.policies(isolating: pod, direction)
                 guard !policies.isEmpty else { continue }
@@ -45,6 +45,15 @@ public enum PolicyCompiler {
     struct Compilation {
         let state: ClusterState
         var ruleset = Ruleset()
+        /// Computed once per compilation: every pod in the cluster that takes part in policy.
+        let targets: [Pod]
+        /// Peer sets already computed, empty ones included (those are not put in the ruleset).
+        var computed: [String: Ruleset.AddressSet] = [:]
+
+        init(state: ClusterState) {
+            self.state = state
+            self.targets = state.targetPods
+        }
 
         /// The rules of one policy rule for `target`: one per port entry and peer family.
         mutating func rules(_ policy: NetworkPolicy, _ direction: Direction, _ index: Int, _ rule: NetworkPolicy.Rule, target: Pod)
@@ -75,7 +84,7 @@ public enum PolicyCompiler {
                     } else {
                         // The destination decides: one set per number the name stands for.
                         var byNumber: [Int: [IPAddress]] = [:]
-                        for pod in state.targetPods
+                        for pod in targets
                         where rule.peers.isEmpty
                             || rule.peers.contains(where: {
                                 state.peer($0, in: policy.key.namespace, selects: pod)
@@ -109,10 +118,12 @@ public enum PolicyCompiler {
             var result: [Ruleset.Rule] = []
             for family in [IPAddress.Family.v4, .v6] {
                 let name = PolicyCompiler.bounded("\(base)/\(PolicyCompiler.familyName(family))")
-                if ruleset.sets[name] == nil {
-                    ruleset.sets[name] = peerSet(rule.peers, namespace: policy.key.namespace, family: family)
+                let set = computed[name] ?? peerSet(rule.peers, namespace: policy.key.namespace, family: family)
+                computed[name] = set
+                if !set.ranges.isEmpty {
+                    ruleset.sets[name] = set
+                    result.append(make(name))
                 }
-                if !ruleset.sets[name]!.ranges.isEmpty { result.append(make(name)) } else { ruleset.sets[name] = nil }
             }
             return result
         }
@@ -124,7 +135,7 @@ public enum PolicyCompiler {
             for peer in peers {
                 switch peer {
                 case .pods:
-                    for pod in state.targetPods where state.peer(peer, in: namespace, selects: pod) {
+                    for pod in targets where state.peer(peer, in: namespace, selects: pod) {
                         ranges += pod.ips.filter { $0.family == family }.map(\.single)
                     }
                 case .ipBlock(let cidr, let except):
