@@ -149,7 +149,7 @@ public final class PolicyTable {
     /// The table, the four verdict maps and the base chains:
     /// ```
     /// chain egress  { type filter hook forward priority filter; ct state established,related accept
-    ///                 ip saddr vmap @egress_v4; ip6 saddr vmap @egress_v6 }
+    ///                 icmpv6 type 133-137 accept; ip saddr vmap @egress_v4; ip6 saddr vmap @egress_v6 }
     /// chain egress_to_node { type filter hook input priority filter; the same }
     /// chain ingress { type filter hook forward priority filter + 10; ct state established,related accept
     ///                 ip daddr vmap @ingress_v4; ip6 daddr vmap @ingress_v6 }
@@ -183,6 +183,16 @@ public final class PolicyTable {
             }
             addRule(chain: base.name, "ct state established,related accept", &batch) { r in
                 Expr.ctStateEstablishedOrRelated(r)
+                Expr.verdict(r, NF_ACCEPT)
+            }
+            // IPv6 neighbour discovery is not tracked by conntrack: without this, a pod isolated
+            // for ingress would never hear its neighbours' advertisements on the bridge.
+            addRule(chain: base.name, "icmpv6 type 133-137 accept (neighbour discovery)", &batch) { r in
+                Expr.nfproto(r, .v6)
+                Expr.l4proto(r, 58)
+                Expr.payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, offset: 0, length: 1)
+                Expr.cmp(r, NFT_CMP_GTE, [133])
+                Expr.cmp(r, NFT_CMP_LTE, [137])
                 Expr.verdict(r, NF_ACCEPT)
             }
             for f in [IPAddress.Family.v4, .v6] {

@@ -134,20 +134,25 @@ import Addresses
             "[ ct load state => reg 1 ] [ bitwise reg 1 = ( reg 1 & 0x00000006 ) ^ 0x00000000 ] [ cmp neq reg 1 0x00000000 ] [ immediate reg 0 accept ]"
         let v4 = "[ meta load nfproto => reg 1 ] [ cmp eq reg 1 0x00000002 ]"
         let v6 = "[ meta load nfproto => reg 1 ] [ cmp eq reg 1 0x0000000a ]"
+        let neighbours =
+            "\(v6) [ meta load l4proto => reg 1 ] [ cmp eq reg 1 0x0000003a ] [ payload load 1b @ transport header + 0 => reg 1 ] [ cmp gte reg 1 0x00000085 ] [ cmp lte reg 1 0x00000089 ] [ immediate reg 0 accept ]"
         #expect(
             messages == [
                 "table",
                 "set egress_v4", "set egress_v6", "set ingress_v4", "set ingress_v6",
                 "chain egress hook 2 priority 0",
                 "rule egress: \(conntrack)",
+                "rule egress: \(neighbours)",
                 "rule egress: \(v4) [ payload load 4b @ network header + 12 => reg 1 ] [ lookup reg 1 set egress_v4 dreg 0 ]",
                 "rule egress: \(v6) [ payload load 16b @ network header + 8 => reg 1 ] [ lookup reg 1 set egress_v6 dreg 0 ]",
                 "chain egress_to_node hook 1 priority 0",
                 "rule egress_to_node: \(conntrack)",
+                "rule egress_to_node: \(neighbours)",
                 "rule egress_to_node: \(v4) [ payload load 4b @ network header + 12 => reg 1 ] [ lookup reg 1 set egress_v4 dreg 0 ]",
                 "rule egress_to_node: \(v6) [ payload load 16b @ network header + 8 => reg 1 ] [ lookup reg 1 set egress_v6 dreg 0 ]",
                 "chain ingress hook 2 priority 10",
                 "rule ingress: \(conntrack)",
+                "rule ingress: \(neighbours)",
                 "rule ingress: \(v4) [ payload load 4b @ network header + 16 => reg 1 ] [ lookup reg 1 set ingress_v4 dreg 0 ]",
                 "rule ingress: \(v6) [ payload load 16b @ network header + 24 => reg 1 ] [ lookup reg 1 set ingress_v6 dreg 0 ]",
                 "set x/p/ingress0/v4",
