@@ -13,6 +13,9 @@ AGENT_RESYNC=600
 OUT=${BENCH_NETPOL_OUT:-$REPO/bench/NETPOL.md}
 CONNECTS=${BENCH_CONNECTS:-2000}
 extra_cleanup() { agent_stop 0; }
+# post PATH JSON_FILE: a change through the control channel, the body read from a file (too
+# large for an argument).
+post() { ip netns exec $RUN-underlay curl -sS -X POST --data-binary @"$2" "http://127.0.0.1:8080$1" >/dev/null; }
 setup_run
 make_pki
 cluster_up 1 0 || exit 1
@@ -40,9 +43,11 @@ rules_of_server() { ip netns exec $RUN-node0 nft list chain inet bridge_ipam_pol
 ROWS=()
 previous=0
 for n in 0 100 1000; do
-    api POST /delete-objects "{\"resource\":\"networkpolicies\",\"keys\":$(python3 -c "import json; print(json.dumps([f'bench/deny-{j:04d}' for j in range($previous)] + ['bench/zz-allow']))")}" >/dev/null
+    python3 -c "import json; print(json.dumps({'resource': 'networkpolicies', 'keys': [f'bench/deny-{j:04d}' for j in range($previous)] + ['bench/zz-allow']}))" >"$RUN_DIR/body.json"
+    post /delete-objects "$RUN_DIR/body.json"
     if [ $n -gt 0 ]; then
-        api POST /objects "{\"resource\":\"networkpolicies\",\"items\":$(python3 "$REPO/tests/netpol-bench.py" latency-policies $n server "$IP_client")}" >/dev/null
+        echo "{\"resource\":\"networkpolicies\",\"items\":$(python3 "$REPO/tests/netpol-bench.py" latency-policies $n server "$IP_client")}" >"$RUN_DIR/body.json"
+        post /objects "$RUN_DIR/body.json"
         wait_until 30 bash -c "[ \"\$(ip netns exec $RUN-node0 nft list chain inet bridge_ipam_policy ingress/bench/server 2>/dev/null | grep -c ' accept')\" = $((n + 1)) ]"
     else
         wait_until 30 bash -c "! ip netns exec $RUN-node0 nft list chain inet bridge_ipam_policy ingress/bench/server >/dev/null 2>&1"
@@ -57,10 +62,10 @@ echo "== 1000 pods (500 on this node), 200 policies"
 agent_stop 0
 api POST /delete-objects '{"resource":"networkpolicies","keys":["bench/zz-allow"]}' >/dev/null
 python3 "$REPO/tests/netpol-bench.py" cluster 1000 200 >"$RUN_DIR/big.json"
-for kind in namespaces pods; do
-    api POST /objects "{\"resource\":\"$kind\",\"items\":$(jq -c ".$kind" "$RUN_DIR/big.json")}" >/dev/null
+for kind in namespaces pods policies; do
+    jq -c "{resource: (if \"$kind\" == \"policies\" then \"networkpolicies\" else \"$kind\" end), items: .$kind}" "$RUN_DIR/big.json" >"$RUN_DIR/body.json"
+    post /objects "$RUN_DIR/body.json"
 done
-api POST /objects "{\"resource\":\"networkpolicies\",\"items\":$(jq -c '.policies' "$RUN_DIR/big.json")}" >/dev/null
 ip netns exec $RUN-node0 nft delete table inet bridge_ipam_policy
 : >"$LOG"
 started=$(date +%s%N)
@@ -69,8 +74,8 @@ wait_until 60 grep -q "table rebuilt" "$LOG" || { echo "no table"; tail "$LOG"; 
 built_ms=$((($(date +%s%N) - started) / 1000000))
 line=$(grep "table rebuilt" "$LOG" | tail -1)
 echo "$line"
-chains=$(ip netns exec $RUN-node0 nft list chains inet bridge_ipam_policy | grep -c 'chain ')
-sets=$(ip netns exec $RUN-node0 nft list sets inet bridge_ipam_policy | grep -c 'set ')
+chains=$(ip netns exec $RUN-node0 nft list chains | grep -c 'chain ')
+sets=$(ip netns exec $RUN-node0 nft list sets | grep -c 'set ')
 rules=$(ip netns exec $RUN-node0 nft -a list table inet bridge_ipam_policy | grep -c '# handle')
 ROWS+=("| agent start to table built, 1000 pods / 200 policies ($chains chains, $sets sets, $rules rules) | $built_ms | | ms |")
 ROWS+=("| of which compile / apply (one transaction) | $(sed -n 's/.*(compile \(.*\) ms, apply \(.*\) ms)/\1 \/ \2/p' <<<"$line") | | ms |")
@@ -89,10 +94,12 @@ change() {  # change NAME CONTROL_PATH JSON: POST, then the time until the agent
     ROWS+=("| $name: API change to applied (compile / apply) | $((t1 - t0)) | $(sed -n 's/.*(compile \(.*\) ms, apply \(.*\) ms)/\1 \/ \2/p' <<<"$line") | ms |")
     ROWS+=("| $name: messages in the transaction | $(sed -n 's/.*applied \([0-9]*\) changes.*/\1/p' <<<"$line") | | |")
 }
-policy7=$(jq -c '.policies[7] | .spec.ingress[0].ports[0].port = 81' "$RUN_DIR/big.json")
-change "a policy updated" /objects "{\"resource\":\"networkpolicies\",\"items\":[$policy7]}"
-pod5=$(jq -c '.pods[5] | .metadata.labels.app = "a9"' "$RUN_DIR/big.json")
-change "a pod relabelled" /objects "{\"resource\":\"pods\",\"items\":[$pod5]}"
+# np8 selects pods of ns8, all on node0; p5 (ns5, team t0, tier web) is a peer of every policy
+# admitting team t0's web pods.
+policy8=$(jq -c '.policies[8] | .spec.ingress[0].ports[0].port = 81' "$RUN_DIR/big.json")
+change "a policy updated" /objects "{\"resource\":\"networkpolicies\",\"items\":[$policy8]}"
+pod5=$(jq -c '.pods[5] | .metadata.labels.tier = "db"' "$RUN_DIR/big.json")
+change "a peer pod relabelled" /objects "{\"resource\":\"pods\",\"items\":[$pod5]}"
 change "a pod started on this node" /objects '{"resource":"pods","items":[{"metadata":{"namespace":"ns3","name":"new","labels":{"app":"a3","tier":"web"}},"spec":{"nodeName":"node0"},"status":{"phase":"Running","podIP":"10.110.0.2"}}]}'
 change "a pod started on another node" /objects '{"resource":"pods","items":[{"metadata":{"namespace":"ns4","name":"new","labels":{"app":"a4","tier":"web"}},"spec":{"nodeName":"node1"},"status":{"phase":"Running","podIP":"10.110.0.3"}}]}'
 change "a policy deleted" /delete-objects '{"resource":"networkpolicies","keys":["ns3/np3"]}'

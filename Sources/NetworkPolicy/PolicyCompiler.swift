@@ -47,12 +47,32 @@ public enum PolicyCompiler {
         var ruleset = Ruleset()
         /// Computed once per compilation: every pod in the cluster that takes part in policy.
         let targets: [Pod]
+        /// The same by namespace, so a peer looks only at the namespaces it can select.
+        let targetsByNamespace: [String: [Pod]]
         /// Peer sets already computed, empty ones included (those are not put in the ruleset).
         var computed: [String: Ruleset.AddressSet] = [:]
+        /// Egress rules' named ports, resolved once per (rule, port entry): the rules they become.
+        var namedPortRules: [String: [Ruleset.Rule]] = [:]
 
         init(state: ClusterState) {
             self.state = state
             self.targets = state.targetPods
+            self.targetsByNamespace = Dictionary(grouping: targets, by: \.key.namespace)
+        }
+
+        /// The pods `peer` (of a policy in `namespace`) selects.
+        func pods(selectedBy peer: NetworkPolicy.Peer, namespace: String) -> [Pod] {
+            switch peer {
+            case .pods(_, let namespaceSelector?):
+                return targetsByNamespace.keys.sorted().filter { namespaceSelector.matches(state.namespaceLabels($0)) }
+                    .flatMap { targetsByNamespace[$0] ?? [] }.filter { state.peer(peer, in: namespace, selects: $0) }
+            case .pods(_, nil):
+                return (targetsByNamespace[namespace] ?? []).filter { state.peer(peer, in: namespace, selects: $0) }
+            case .ipBlock:
+                return targets.filter { state.peer(peer, in: namespace, selects: $0) }
+            case .invalid:
+                return []
+            }
         }
 
         /// The rules of one policy rule for `target`: one per port entry and peer family.
@@ -81,17 +101,24 @@ public enum PolicyCompiler {
                         result += withPeers(base, rule, policy) {
                             Ruleset.Rule(peers: $0, proto: proto, ports: number...number, comment: comment + " port \(name)")
                         }
+                    } else if let known = namedPortRules["\(base)/port\(portIndex)"] {
+                        result += known
                     } else {
                         // The destination decides: one set per number the name stands for.
                         var byNumber: [Int: [IPAddress]] = [:]
-                        for pod in targets
-                        where rule.peers.isEmpty
-                            || rule.peers.contains(where: {
-                                state.peer($0, in: policy.key.namespace, selects: pod)
-                            })
-                        {
+                        var candidates: [ObjectKey: Pod] = [:]
+                        if rule.peers.isEmpty {
+                            for pod in targets { candidates[pod.key] = pod }
+                        } else {
+                            for peer in rule.peers {
+                                for pod in pods(selectedBy: peer, namespace: policy.key.namespace) { candidates[pod.key] = pod }
+                            }
+                        }
+                        for key in candidates.keys.sorted() {
+                            let pod = candidates[key]!
                             if let number = pod.port(named: name, proto: proto) { byNumber[number, default: []] += pod.ips }
                         }
+                        var resolved: [Ruleset.Rule] = []
                         for number in byNumber.keys.sorted() {
                             for family in [IPAddress.Family.v4, .v6] {
                                 let set = Ruleset.AddressSet.of(family: family, networks: byNumber[number]!.map(\.single))
@@ -99,10 +126,12 @@ public enum PolicyCompiler {
                                 let setName = PolicyCompiler.bounded(
                                     "\(base)/port\(portIndex)/\(number)/\(PolicyCompiler.familyName(family))")
                                 ruleset.sets[setName] = set
-                                result.append(
+                                resolved.append(
                                     Ruleset.Rule(peers: setName, proto: proto, ports: number...number, comment: comment + " port \(name)"))
                             }
                         }
+                        namedPortRules["\(base)/port\(portIndex)"] = resolved
+                        result += resolved
                     }
                 }
             }
@@ -135,7 +164,7 @@ public enum PolicyCompiler {
             for peer in peers {
                 switch peer {
                 case .pods:
-                    for pod in targets where state.peer(peer, in: namespace, selects: pod) {
+                    for pod in pods(selectedBy: peer, namespace: namespace) {
                         ranges += pod.ips.filter { $0.family == family }.map(\.single)
                     }
                 case .ipBlock(let cidr, let except):
