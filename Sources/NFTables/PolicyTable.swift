@@ -222,8 +222,11 @@ public final class PolicyTable {
         for name in new.sets.keys.sorted() {
             let set = new.sets[name]!
             if let previous = oldSets[name], previous.family == set.family {
-                let gone = previous.ranges.filter { !set.ranges.contains($0) }
-                let added = set.ranges.filter { !previous.ranges.contains($0) }
+                guard previous != set else { continue }
+                let before = Set(previous.ranges.map { [$0.lowerBound, $0.upperBound] })
+                let after = Set(set.ranges.map { [$0.lowerBound, $0.upperBound] })
+                let gone = previous.ranges.filter { !after.contains([$0.lowerBound, $0.upperBound]) }
+                let added = set.ranges.filter { !before.contains([$0.lowerBound, $0.upperBound]) }
                 if !gone.isEmpty { elements(name, set.family, gone, delete: true, &batch) }
                 if !added.isEmpty { elements(name, set.family, added, delete: false, &batch) }
             } else {

@@ -7,9 +7,17 @@ import Addresses
 public enum PolicyCompiler {
     public static func compile(_ state: ClusterState, node: String) -> Ruleset {
         var compiler = Compilation(state: state)
+        // Which policies select each local pod: each policy looks at its own namespace's pods only.
+        var selecting: [ObjectKey: [NetworkPolicy]] = [:]
+        for key in state.policies.keys.sorted() {
+            let policy = state.policies[key]!
+            for pod in compiler.targetsByNamespace[key.namespace] ?? [] where pod.node == node && state.selects(policy, pod) {
+                selecting[pod.key, default: []].append(policy)
+            }
+        }
         for pod in compiler.targets where pod.node == node {
             for direction in Direction.allCases {
-                let policies = state.policies(isolating: pod, direction)
+                let policies = (selecting[pod.key] ?? []).filter { $0.policyTypes.contains(direction) }
                 guard !policies.isEmpty else { continue }
                 let name = chainName(direction, pod.key)
                 var rules: [Ruleset.Rule] = []
