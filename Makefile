@@ -136,8 +136,9 @@ demo-node: build
 	bash scripts/demo-node.sh
 
 bench: build
-	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(BENCH_DEPS)"
+	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(BENCH_DEPS) $(AGENT_TEST_DEPS)"
 	bash scripts/bench.sh
+	bash scripts/bench-netpol.sh
 
 # Lays down exactly two files, then says what the node still needs (its pod subnet, portmap);
 # uninstall removes exactly those two files and no directory.
