@@ -6,21 +6,25 @@ DESTDIR        ?=
 BINDIR         ?= /opt/cni/bin
 CONFDIR        ?= /etc/cni/net.d
 RELEASE_BIN    := .build/release/bridge-ipam
+RELEASE_BINS   := $(RELEASE_BIN) .build/release/bridge-ipam-agent
 
-# Build: libmnl, libnftnl; libcurl for the node agent. Tests, demo and bench: namespaces, ping,
-# jq, the reference plugins, python3.
-BUILD_DEPS     := libmnl-dev libnftnl-dev pkg-config libstdc++-12-dev gcc libcurl4-openssl-dev
+# Build: libmnl, libnftnl; libcurl for the node agent; mmdebstrap for the Debian 11 sysroot the
+# release binaries link against. Tests, demo and bench: namespaces, ping, jq, the reference
+# plugins, python3.
+BUILD_DEPS     := libmnl-dev libnftnl-dev pkg-config libstdc++-12-dev gcc libcurl4-openssl-dev \
+                  mmdebstrap debian-archive-keyring
 RUN_DEPS       := iproute2 iputils-ping jq containernetworking-plugins python3 procps nftables
 # Real clients in the tests: libcni (built from Debian's sources with Go), containerd, and a CRI
 # client (Python gRPC) driving containerd's CRI plugin as kubelet does, and podman (CNI backend).
+# objdump (binutils) reads the glibc versions the installed plugin needs.
 TEST_DEPS      := golang-go golang-github-appc-cni-dev containerd runc busybox-static iptables util-linux \
-                  python3-grpcio python3-grpc-tools podman strace
+                  python3-grpcio python3-grpc-tools podman strace binutils
 # The node agent's tests: a stand-in API server with a CA made by openssl, driven with curl and
 # checked with kubectl (Debian's kubernetes-client when no kubectl is installed).
 AGENT_TEST_DEPS := openssl curl
 BENCH_DEPS     := gcc libc6-dev iptables
 
-.PHONY: all build buildinfo static-libs hot-symbols deps lint format unit-test integration-test test fuzz demo demo-agents demo-dualstack demo-node bench install install-agent uninstall clean
+.PHONY: all build buildinfo sysroot static-libs hot-symbols deps lint format unit-test integration-test br-netfilter test fuzz demo demo-agents demo-dualstack demo-node bench install install-agent uninstall clean
 
 all: build
 
@@ -42,7 +46,8 @@ SWIFT_WERROR   := -Xswiftc -warnings-as-errors -Xcc -Werror
 # dynamic loader otherwise resolves ~2000 libstdc++ symbols on every start, half of the plugin's
 # user-space instructions (VERSION: 2.48M instructions -> 0.57M, ADD: 3.55M -> 1.63M, measured
 # with callgrind). Debian ships libstdc++.a and libnftnl.a but no libmnl.a, so libmnl stays
-# shared. The archives are reached through a directory holding only them, searched first.
+# shared. The archives are reached through a directory holding only them (and the files that
+# shape the link against the sysroot, below), searched first.
 # --no-export-dynamic undoes the runtime's -export-dynamic: nothing looks our symbols up.
 # Concrete generic types (an array of tuples, a dictionary of our own types) get metadata
 # accessors that call the runtime directly instead of demangling a type name on first use: the
@@ -58,15 +63,43 @@ VERSION        ?=
 BUILD_INFO_DIR := $(CURDIR)/.build/buildinfo
 SWIFT_INFO     := -Xcc -I$(BUILD_INFO_DIR)
 STATIC_LIBS    := $(CURDIR)/.build/static-libs
+#
+# Portable binaries: the release link uses a Debian 11 root (glibc 2.31) as its sysroot, so every
+# glibc symbol binds to the oldest version that has it (hypotf@GLIBC_2.2.5, not the build
+# machine's hypotf@GLIBC_2.35) and the plugin runs on any node with glibc 2.31 or later (Debian
+# 11, Ubuntu 20.04, RHEL 9, Amazon Linux 2023) instead of 2.35 or later. The compiler still reads
+# the build machine's headers; whatever they would need that glibc 2.31 lacks fails the link, it
+# cannot slip through. libgcc comes from the sysroot's GCC 10 (GCC 12's unwinder calls
+# _dl_find_object, glibc 2.35); libstdc++ stays the build machine's GCC 12 (the Swift runtime
+# needs its newer symbols), and the one glibc 2.32 variable it reads is supplied by
+# build/glibc-2.31-compat.c. The agent is linked the same way (it also needs libcurl 7.85 or
+# later at run time, which its image has).
+# Against glibc 2.31 the binary needs libpthread.so.0 and libdl.so.2 too (empty stubs on glibc
+# 2.34 and later, but each is still opened and mapped: 9 system calls). Start-up is kept lean
+# with two files in the static-libs directory: libm.so, a linker script that puts libc.so.6
+# before libm.so.6, so libc is the first library ld.so searches for each of the ~280 symbols it
+# binds at start instead of the fifth (the Swift Glibc module's autolinks otherwise order them
+# libm, libpthread, libutil, libdl; 37,000 instructions per run), and an empty libutil.a: the
+# same autolinks ask for libutil, which nothing uses (a use would fail the link), and glibc 2.31
+# has no libutil in libc. ADD with all of this: README, "Layout".
+# The sysroot is made once by mmdebstrap from Debian's mirror (scripts/debian-root.sh, ~200 MB).
+SYSROOT        := $(CURDIR)/.build/debian11-sysroot
+SYSROOT_PKGS   := libc6-dev,libgcc-10-dev,libmnl-dev,libcurl4-openssl-dev
+GLIBC_COMPAT   := $(STATIC_LIBS)/glibc-2.31-compat.o
+SWIFT_SYSROOT  := -Xswiftc -Xclang-linker -Xswiftc --sysroot=$(SYSROOT) -Xlinker $(GLIBC_COMPAT)
+LINK_SHAPERS   := $(GLIBC_COMPAT) $(STATIC_LIBS)/libm.so $(STATIC_LIBS)/libutil.a
 SWIFT_RELEASE  := -c release --static-swift-stdlib --disable-local-rpath -Xswiftc -Xclang-linker -Xswiftc -no-pie \
                   -Xlinker -L$(STATIC_LIBS) -Xswiftc -Xclang-linker -Xswiftc -static-libgcc -Xlinker --no-export-dynamic \
                   -Xswiftc -Xfrontend -Xswiftc -disable-concrete-type-metadata-mangled-name-accessors \
                   -Xswiftc -use-ld=lld -Xlinker --symbol-ordering-file=$(CURDIR)/build/hot-symbols.txt \
                   -Xlinker --no-warn-symbol-ordering \
-                  $(SWIFT_WERROR) $(SWIFT_INFO)
+                  $(SWIFT_WERROR) $(SWIFT_INFO) $(SWIFT_SYSROOT)
 
-build: deps static-libs buildinfo
+build: deps sysroot static-libs buildinfo
 	$(SWIFT) build $(SWIFT_RELEASE)
+
+sysroot:
+	@sh scripts/debian-root.sh $(SYSROOT) bullseye $(SYSROOT_PKGS) --relative-links
 
 # Profiles the plugin's verbs (callgrind, in namespaces) and rewrites build/hot-symbols.txt;
 # the next build links with the new order.
@@ -75,11 +108,31 @@ hot-symbols: build
 	bash scripts/hot-symbols.sh
 	rm -f $(RELEASE_BIN)  # SwiftPM does not see the list change: relink on the next build
 
-static-libs:
+static-libs: $(LINK_SHAPERS)
 	@mkdir -p $(STATIC_LIBS)
 	@ln -sf "$$(gcc -print-file-name=libstdc++.a)" $(STATIC_LIBS)/libstdc++.a
 	@ln -sf "$$(pkg-config --variable=libdir libnftnl)/libnftnl.a" $(STATIC_LIBS)/libnftnl.a
 	@for a in $(STATIC_LIBS)/*.a; do [ -e "$$a" ] || { echo "missing static library: $$a"; exit 1; }; done
+
+# The files that shape the link against the sysroot (see SYSROOT above). SwiftPM does not see
+# them change: each rule removes the binaries so the next build relinks them.
+$(GLIBC_COMPAT): build/glibc-2.31-compat.c
+	@mkdir -p $(STATIC_LIBS)
+	cc -O2 -Wall -Werror -c -o $@ $<
+	@rm -f $(RELEASE_BINS)
+
+# Rewritten only when its content changes (the sysroot's path is in it).
+$(STATIC_LIBS)/libm.so: FORCE
+	@mkdir -p $(STATIC_LIBS)
+	@echo 'GROUP ( $(SYSROOT)/lib/x86_64-linux-gnu/libc.so.6 $(SYSROOT)/lib/x86_64-linux-gnu/libm.so.6 )' >$@.tmp
+	@cmp -s $@.tmp $@ && rm $@.tmp || { mv $@.tmp $@ && rm -f $(RELEASE_BINS); }
+
+$(STATIC_LIBS)/libutil.a:
+	@mkdir -p $(STATIC_LIBS)
+	@rm -f $@ && ar rc $@
+	@rm -f $(RELEASE_BINS)
+
+FORCE:
 
 unit-test: deps buildinfo
 	$(SWIFT) test $(SWIFT_WERROR) $(SWIFT_INFO)
@@ -95,10 +148,17 @@ buildinfo:
 	  && rm $(BUILD_INFO_DIR)/bridge_ipam_build.h.tmp \
 	  || mv $(BUILD_INFO_DIR)/bridge_ipam_build.h.tmp $(BUILD_INFO_DIR)/bridge_ipam_build.h
 
-integration-test: build
+integration-test: build br-netfilter
 	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(TEST_DEPS) $(AGENT_TEST_DEPS)"
 	@command -v kubectl >/dev/null || $(MAKE) --no-print-directory deps BUILD_DEPS=kubernetes-client
 	bash scripts/test-integration.sh
+
+# The kernel's bridge netfilter, which a node of this pod network needs (README "Services"): the
+# agent is not ready and STATUS fails without it, and the Service tests need it. A fresh machine
+# may not have loaded the module; this loads it, as a node's provisioning does. New network
+# namespaces start with the bridge-nf-call sysctls at 1; test-services sets its nodes' to 0.
+br-netfilter:
+	@[ -d /proc/sys/net/bridge ] || { echo "loading br_netfilter"; modprobe br_netfilter; }
 
 test: unit-test integration-test
 

@@ -49,8 +49,9 @@ for m in $MODES; do
 done
 
 echo "== system calls per ADD (strace -f -c)"
-# calls FILE: "name count" per system call of an strace -c summary.
-calls() { awk 'NR > 2 && !/^-/ && $NF != "total" { print $NF, $(NF - 1) }' "$1" | sort; }
+# calls FILE: "name count" per system call of an strace -c summary (calls is the 4th column; the
+# errors column after it is empty for calls that never failed).
+calls() { awk 'NR > 2 && !/^-/ && $NF != "total" { print $NF, $4 }' "$1" | sort; }
 for m in $MODES; do
     plugin ADD "${CONF[$m]}" strace -f -c -o "$RUN_DIR/st.$m" >/dev/null
     plugin DEL "${CONF[$m]}" >/dev/null

@@ -8,6 +8,7 @@ SUITES=(
     scripts/test-cli.sh
     scripts/test-readme.sh
     scripts/test-plugin.sh
+    scripts/test-portable.sh
     scripts/test-log.sh
     scripts/test-netlink-limits.sh
     scripts/test-cluster.sh
@@ -18,6 +19,7 @@ SUITES=(
     scripts/test-dualstack.sh
     scripts/test-agent.sh
     scripts/test-netpol.sh
+    scripts/test-services.sh
     scripts/test-reliability.sh
 )
 for script in "${SUITES[@]}"; do

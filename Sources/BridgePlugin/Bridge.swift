@@ -29,17 +29,24 @@ struct Bridge {
     func ensure(existing: Link?) throws(CNIError) -> Link {
         if let existing { return try repair(existing) }
         // False: another ADD created it between our look-up and our request; we use theirs.
-        _ = try node.createBridge(name: config.bridge, mac: .random(), mtu: config.mtu.map(UInt32.init))
+        _ = try node.createBridge(name: config.bridge, mac: .random(), mtu: config.mtu.map(UInt32.init), netfilter: .on)
         guard let link = try inspect() else {
             throw CNIError(.bridgeConflict, "bridge \(config.bridge) vanished right after it was created")
         }
         return try repair(link)
     }
 
+    /// Brings an existing (adopted) bridge up and turns its bridge netfilter on where it is off.
+    /// Both are read from the look-up `inspect` made anyway, so a bridge that is already right
+    /// costs no request here. A kernel without bridge netfilter reports no switches (nil):
+    /// nothing to set there, and STATUS says why Services cannot work.
     private func repair(_ link: Link) throws(CNIError) -> Link {
         let wantPromiscuous = config.promiscMode && !link.isPromiscuous
         if !link.isUp || wantPromiscuous {
             try node.setLink(index: link.index, name: link.name, up: true, promiscuous: wantPromiscuous ? true : nil)
+        }
+        if let netfilter = link.bridgeNetfilter, netfilter != .on {
+            try node.setBridgeNetfilter(index: link.index, name: link.name, .on)
         }
         return link
     }

@@ -95,6 +95,7 @@ struct Check {
         }
         guard bridge.kind == "bridge" else { throw failed("\(config.bridge) is not a bridge") }
         guard bridge.isUp else { throw failed("bridge \(config.bridge) is down") }
+        if let problem = BridgeNetfilterCheck.problem(with: bridge) { throw failed(problem, details: BridgeNetfilterCheck.checkDetails) }
         // The host end is the pod interface's veth peer (chained plugins may list host
         // interfaces of their own, such as bandwidth's ifb device: those are theirs to check).
         guard let peerIndex = link.peerIndex,

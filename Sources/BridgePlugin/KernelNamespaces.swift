@@ -78,9 +78,9 @@ final class NetlinkNamespace: NamespaceNetwork {
         try request { () throws(NetlinkError) in try socket.routes(family: family) }
     }
 
-    func createBridge(name: String, mac: MACAddress, mtu: UInt32?) throws(CNIError) -> Bool {
+    func createBridge(name: String, mac: MACAddress, mtu: UInt32?, netfilter: BridgeNetfilter) throws(CNIError) -> Bool {
         do {
-            try socket.createBridge(name: name, mac: mac, mtu: mtu)
+            try socket.createBridge(name: name, mac: mac, mtu: mtu, netfilter: netfilter)
             return true
         } catch  where error.isExists {
             return false
@@ -88,6 +88,13 @@ final class NetlinkNamespace: NamespaceNetwork {
             throw .netlink(error)
         }
     }
+
+    func setBridgeNetfilter(index: Int32, name: String, _ netfilter: BridgeNetfilter) throws(CNIError) {
+        try request { () throws(NetlinkError) in try socket.setBridgeNetfilter(index: index, name: name, netfilter) }
+    }
+
+    /// The plugin runs in the node's namespace, which is the one /proc/sys shows it.
+    func hasBridgeNetfilter() -> Bool { access("/proc/sys/net/bridge", F_OK) == 0 }
 
     func createVethPair(_ pair: VethPair) throws(CNIError) -> CreatedVeth? {
         do {

@@ -39,8 +39,14 @@ protocol NamespaceNetwork: AnyObject {
     func addresses(index: Int32) throws(CNIError) -> [InterfaceAddress]
     func routes(family: IPAddress.Family) throws(CNIError) -> [RouteEntry]
 
-    /// Creates a bridge, up; false when a link of that name exists.
-    func createBridge(name: String, mac: MACAddress, mtu: UInt32?) throws(CNIError) -> Bool
+    /// Creates a bridge, up, with its bridge-netfilter switches as given; false when a link of
+    /// that name exists.
+    func createBridge(name: String, mac: MACAddress, mtu: UInt32?, netfilter: BridgeNetfilter) throws(CNIError) -> Bool
+    /// Sets an existing bridge's own bridge-netfilter switches (never the node-wide sysctls).
+    func setBridgeNetfilter(index: Int32, name: String, _ netfilter: BridgeNetfilter) throws(CNIError)
+    /// Whether the kernel filters bridged traffic at all in this namespace: br_netfilter is
+    /// loaded (or built in) exactly when /proc/sys/net/bridge exists.
+    func hasBridgeNetfilter() -> Bool
     /// Creates a veth pair (see `NetlinkSocket.createVethPair`); nil when one of its names exists.
     func createVethPair(_ pair: VethPair) throws(CNIError) -> CreatedVeth?
     func setLink(index: Int32, name: String, up: Bool, promiscuous: Bool?) throws(CNIError)

@@ -36,5 +36,6 @@ struct Status {
         if let link = try context.namespaces.node().link(named: config.bridge), link.kind != "bridge" {
             throw unavailable("\(config.bridge) exists but is not a bridge")
         }
+        if let error = BridgeNetfilterCheck.unavailable(on: try context.namespaces.node()) { throw error }
     }
 }

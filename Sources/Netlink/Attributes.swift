@@ -65,6 +65,14 @@ public struct Attributes: Sendable {
 
     public func nested(_ type: UInt16) -> Attributes? { range(type).map { Attributes(bytes[$0]) } }
 
+    /// Every attribute of `type`, each read as a nest (a list such as nftables' expressions).
+    public func nestedEach(_ type: UInt16) -> [Attributes] {
+        entries.filter { $0.type == type }.map { Attributes(bytes[$0.value]) }
+    }
+
+    /// Every attribute, in order, each read as a nest.
+    public var nestedAll: [Attributes] { entries.map { Attributes(bytes[$0.value]) } }
+
     /// A big-endian 64-bit value (nftables handles).
     public func u64BigEndian(_ type: UInt16) -> UInt64? {
         guard let r = range(type), r.count >= 8 else { return nil }

@@ -19,6 +19,9 @@ public struct Link: Sendable, Equatable {
     public let peerIndex: Int32?
     /// `IFLA_IFALIAS`: a free-form label (we tag host veths with their attachment).
     public let alias: String?
+    /// A bridge's own bridge-netfilter switches; nil for other links, and for a bridge of a
+    /// kernel built without bridge netfilter (it reports no such attributes).
+    public let bridgeNetfilter: BridgeNetfilter?
 
     public var isUp: Bool { flags & UInt32(IFF_UP) != 0 }
     public var isPromiscuous: Bool { flags & UInt32(IFF_PROMISC) != 0 }
@@ -26,7 +29,7 @@ public struct Link: Sendable, Equatable {
     /// A link as a test's fake kernel describes it.
     public init(
         index: Int32, name: String, flags: UInt32 = 0, mtu: UInt32 = 1500, mac: MACAddress? = nil, master: Int32? = nil,
-        kind: String? = nil, peerIndex: Int32? = nil, alias: String? = nil
+        kind: String? = nil, peerIndex: Int32? = nil, alias: String? = nil, bridgeNetfilter: BridgeNetfilter? = nil
     ) {
         self.index = index
         self.name = name
@@ -37,6 +40,7 @@ public struct Link: Sendable, Equatable {
         self.kind = kind
         self.peerIndex = peerIndex
         self.alias = alias
+        self.bridgeNetfilter = bridgeNetfilter
     }
 
     init(_ message: NetlinkMessage) {
@@ -48,7 +52,9 @@ public struct Link: Sendable, Equatable {
         mtu = attrs.u32(UInt16(IFLA_MTU)) ?? 0
         mac = attrs[UInt16(IFLA_ADDRESS)].flatMap(MACAddress.init(bytes:))
         master = attrs.u32(UInt16(IFLA_MASTER)).map { Int32(bitPattern: $0) }
-        kind = attrs.nested(UInt16(IFLA_LINKINFO))?.string(UInt16(IFLA_INFO_KIND))
+        let linkInfo = attrs.nested(UInt16(IFLA_LINKINFO))
+        kind = linkInfo?.string(UInt16(IFLA_INFO_KIND))
+        bridgeNetfilter = kind == "bridge" ? linkInfo?.nested(UInt16(IFLA_INFO_DATA)).flatMap(BridgeNetfilter.init) : nil
         peerIndex = attrs.u32(UInt16(IFLA_LINK)).map { Int32(bitPattern: $0) }
         alias = attrs.string(UInt16(IFLA_IFALIAS))
     }
@@ -145,14 +151,32 @@ extension NetlinkSocket {
     }
 
     /// Creates a bridge, up, with a fixed MAC so that it does not follow its ports' addresses
-    /// as they come and go. Throws EEXIST when a link of that name exists.
-    public func createBridge(name: String, mac: MACAddress, mtu: UInt32?) throws(NetlinkError) {
+    /// as they come and go, and with its own bridge-netfilter switches set as `netfilter` says
+    /// (in the same request: a new bridge costs no extra round trip). Throws EEXIST when a link
+    /// of that name exists.
+    public func createBridge(name: String, mac: MACAddress, mtu: UInt32?, netfilter: BridgeNetfilter? = nil) throws(NetlinkError) {
         try execute("create bridge \(name)", type: UInt16(RTM_NEWLINK), flags: NLM_F_CREATE | NLM_F_EXCL) { m in
             m.put(header: linkHeader(flags: up, change: up))
             m.put(UInt16(IFLA_IFNAME), string: name)
             m.put(UInt16(IFLA_ADDRESS), bytes: mac.bytes)
             if let mtu { m.put(UInt16(IFLA_MTU), u32: mtu) }
-            m.nest(UInt16(IFLA_LINKINFO)) { $0.put(UInt16(IFLA_INFO_KIND), string: "bridge") }
+            m.nest(UInt16(IFLA_LINKINFO)) { info in
+                info.put(UInt16(IFLA_INFO_KIND), string: "bridge")
+                if let netfilter { info.nest(UInt16(IFLA_INFO_DATA)) { netfilter.put(to: $0) } }
+            }
+        }
+    }
+
+    /// Sets an existing bridge's own bridge-netfilter switches (`nf_call_iptables`,
+    /// `nf_call_ip6tables`), leaving every other bridge setting as it is. The node-wide sysctls
+    /// `net.bridge.bridge-nf-call-*` are not touched: they would change every bridge of the node.
+    public func setBridgeNetfilter(index: Int32, name: String, _ netfilter: BridgeNetfilter) throws(NetlinkError) {
+        try execute("set bridge netfilter of \(name) (\(netfilter))", type: UInt16(RTM_NEWLINK)) { m in
+            m.put(header: linkHeader(index: index))
+            m.nest(UInt16(IFLA_LINKINFO)) { info in
+                info.put(UInt16(IFLA_INFO_KIND), string: "bridge")
+                info.nest(UInt16(IFLA_INFO_DATA)) { netfilter.put(to: $0) }
+            }
         }
     }
 
@@ -315,4 +339,38 @@ public struct BridgePortSettings: Sendable, CustomStringConvertible {
         [hairpin.map { "hairpin \($0 ? "on" : "off")" }, isolated.map { "isolated \($0 ? "on" : "off")" }]
             .compactMap { $0 }.joined(separator: ", ")
     }
+}
+
+/// A bridge's own switches that send its bridged IPv4/IPv6 traffic through the iptables/nftables
+/// hooks of the `ip`/`ip6` families (`IFLA_BR_NF_CALL_IPTABLES`/`IP6TABLES`, shown as
+/// `nf_call_iptables` by `ip -d link`). Either this or the node-wide sysctl
+/// `net.bridge.bridge-nf-call-iptables` makes br_netfilter hand a bridge's frames to netfilter;
+/// kube-proxy's DNAT of a Service answered by a pod on the same bridge needs it.
+public struct BridgeNetfilter: Sendable, Equatable, CustomStringConvertible {
+    public var iptables: Bool
+    public var ip6tables: Bool
+
+    public init(iptables: Bool, ip6tables: Bool) {
+        self.iptables = iptables
+        self.ip6tables = ip6tables
+    }
+
+    /// Both families on: what the plugin's bridge carries.
+    public static let on = BridgeNetfilter(iptables: true, ip6tables: true)
+
+    /// From a bridge's IFLA_INFO_DATA; nil when the kernel reports neither switch.
+    init?(_ data: Attributes) {
+        let v4 = data.u8(UInt16(IFLA_BR_NF_CALL_IPTABLES))
+        let v6 = data.u8(UInt16(IFLA_BR_NF_CALL_IP6TABLES))
+        guard v4 != nil || v6 != nil else { return nil }
+        iptables = v4 ?? 0 != 0
+        ip6tables = v6 ?? 0 != 0
+    }
+
+    func put(to data: MessageBuilder) {
+        data.put(UInt16(IFLA_BR_NF_CALL_IPTABLES), u8: iptables ? 1 : 0)
+        data.put(UInt16(IFLA_BR_NF_CALL_IP6TABLES), u8: ip6tables ? 1 : 0)
+    }
+
+    public var description: String { "nf_call_iptables \(iptables ? 1 : 0), nf_call_ip6tables \(ip6tables ? 1 : 0)" }
 }

@@ -14,6 +14,7 @@ public final class Agent {
     let options: AgentOptions
     let client: KubeClient
     let routes: NodeRoutes
+    let services: ServicesSetup
     private var resourceVersion: String?
     private var nextResync: Double
     private var ready = false
@@ -27,6 +28,7 @@ public final class Agent {
         self.options = options
         self.client = try KubeClient(connection: connection)
         self.routes = NodeRoutes(nodeName: options.nodeName!, subnetFile: options.subnetFile, socket: socket)
+        self.services = ServicesSetup(clusterCIDRs: options.clusterCIDRs)
         self.nextResync = monotonicSeconds() + options.resync
         self.initialBackoff = min(1, options.backoffMax)
         self.backoff = initialBackoff
@@ -45,6 +47,7 @@ public final class Agent {
         Log.line(
             "node \(routes.nodeName): watching nodes at \(client.connection.server); subnet file \(routes.subnetFile), resync every \(options.resync) s"
         )
+        services.reconcile()
         while true {
             if resourceVersion == nil {
                 do { try list() } catch {
@@ -155,8 +158,9 @@ public final class Agent {
     private func sync() {
         syncAt = nil
         firstPendingChange = nil
-        let canServe = routes.reconcile()
-        if canServe && !ready { becomeReady() }
+        let routesReady = routes.reconcile()
+        let servicesReady = services.reconcile()
+        if routesReady && servicesReady && !ready { becomeReady() }
     }
 
     private func resync() {

@@ -1,3 +1,5 @@
+import Addresses
+
 /// The agent's command line.
 public struct AgentOptions: Equatable, Sendable {
     public var kubeconfig: String?
@@ -12,6 +14,8 @@ public struct AgentOptions: Equatable, Sendable {
     public var watchTimeout = 300
     /// Enforce NetworkPolicy for this node's pods (`PolicyAgent`).
     public var networkPolicy = false
+    /// Pod traffic from and to these is accepted in the node's FORWARD chains (`ServicesSetup`).
+    public var clusterCIDRs: [IPNetwork] = []
 
     public init() {}
 
@@ -21,6 +25,7 @@ public struct AgentOptions: Equatable, Sendable {
             && l.cniPlugin == r.cniPlugin && l.cniConflist == r.cniConflist && l.resync == r.resync
             && l.readyFile == r.readyFile && l.backoffMax == r.backoffMax && l.watchTimeout == r.watchTimeout
             && l.networkPolicy == r.networkPolicy
+            && l.clusterCIDRs == r.clusterCIDRs
     }
 
     public static let usage = """
@@ -28,6 +33,8 @@ public struct AgentOptions: Equatable, Sendable {
                                  [--install-cni BIN_DIR CONF_DIR [--cni-plugin FILE] [--cni-conflist FILE]]
                                  [--resync SECONDS] [--ready-file PATH] [--backoff-max SECONDS] [--watch-timeout SECONDS]
                                  [--network-policy]
+                                 [--cluster-cidr CIDR]...
+               bridge-ipam-agent --remove-forward-accepts
           --kubeconfig   API server and credentials (default: the in-cluster service account)
           --node         this node's name (default: $NODE_NAME)
           --subnet-file  where this node's podCIDRs are written for ipam.subnetFile (default /run/bridge-ipam/podcidr)
@@ -40,6 +47,9 @@ public struct AgentOptions: Equatable, Sendable {
           --watch-timeout seconds a watch request may last before it is renewed (default 300)
           --network-policy enforce NetworkPolicy for this node's pods (table inet bridge_ipam_policy); without
                          it the table is left as it is
+          --cluster-cidr the cluster's pod CIDR (once per family): pod traffic from and to it is accepted in
+                         iptables-nft's FORWARD chain (a node whose FORWARD policy is DROP forwards it)
+          --remove-forward-accepts  remove those FORWARD accepts and exit
         """
 
     public struct UsageError: Error, CustomStringConvertible {
@@ -73,6 +83,10 @@ public struct AgentOptions: Equatable, Sendable {
             case "--backoff-max": options.backoffMax = try seconds(flag)
             case "--watch-timeout": options.watchTimeout = max(1, Int(try seconds(flag)))
             case "--network-policy": options.networkPolicy = true
+            case "--cluster-cidr":
+                let text = try value(flag)
+                guard let cidr = IPNetwork(cidr: text) else { throw UsageError(message: "\(flag) \(text): not a CIDR") }
+                options.clusterCIDRs.append(cidr.masked)
             default: throw UsageError(message: "unknown argument \(flag)")
             }
         }

@@ -34,6 +34,7 @@ if arguments.contains("-h") || arguments.contains("--help") {
     print(AgentOptions.usage)
     exit(0)
 }
+if arguments == ["--remove-forward-accepts"] { exit(ServicesSetup.removeForwardAccepts()) }
 let options: AgentOptions
 do { options = try AgentOptions.parse(arguments, environment: environment) } catch {
     Log.line("\(error)\n\(AgentOptions.usage)")

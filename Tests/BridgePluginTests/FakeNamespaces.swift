@@ -148,12 +148,23 @@ final class FakeNamespace: NamespaceNetwork {
         return routeList.filter { $0.destination.address.family == family }
     }
 
-    func createBridge(name: String, mac: MACAddress, mtu: UInt32?) throws(CNIError) -> Bool {
+    func createBridge(name: String, mac: MACAddress, mtu: UInt32?, netfilter: BridgeNetfilter) throws(CNIError) -> Bool {
         try record("createBridge", name)
         guard named(name) == nil else { return false }
-        insert(Link(index: newIndex(), name: name, flags: 1, mtu: mtu ?? 1500, mac: mac, kind: "bridge"))
+        insert(Link(index: newIndex(), name: name, flags: 1, mtu: mtu ?? 1500, mac: mac, kind: "bridge", bridgeNetfilter: netfilter))
         return true
     }
+
+    func setBridgeNetfilter(index: Int32, name: String, _ netfilter: BridgeNetfilter) throws(CNIError) {
+        try record("setBridgeNetfilter", name)
+        guard let link = linksByIndex[index] else { throw .netlink(NetlinkError("set bridge netfilter of \(name)", errno: ENODEV)) }
+        replace(link, netfilter: netfilter)
+    }
+
+    /// False plays a kernel without br_netfilter (no /proc/sys/net/bridge).
+    var bridgeNetfilterLoaded = true
+
+    func hasBridgeNetfilter() -> Bool { bridgeNetfilterLoaded }
 
     func createVethPair(_ pair: VethPair) throws(CNIError) -> CreatedVeth? {
         try record("createVethPair", pair.name)
@@ -239,10 +250,11 @@ final class FakeNamespace: NamespaceNetwork {
 
     // MARK: - Kernel behaviour
 
-    private func replace(_ link: Link, flags: UInt32? = nil, alias: String?? = nil) {
+    private func replace(_ link: Link, flags: UInt32? = nil, alias: String?? = nil, netfilter: BridgeNetfilter? = nil) {
         linksByIndex[link.index] = Link(
             index: link.index, name: link.name, flags: flags ?? link.flags, mtu: link.mtu, mac: link.mac,
-            master: link.master, kind: link.kind, peerIndex: link.peerIndex, alias: alias ?? link.alias)
+            master: link.master, kind: link.kind, peerIndex: link.peerIndex, alias: alias ?? link.alias,
+            bridgeNetfilter: netfilter ?? link.bridgeNetfilter)
     }
 
     /// Removes a link with its addresses and routes; a veth takes its peer along, wherever it is.

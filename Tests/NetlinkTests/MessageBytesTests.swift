@@ -184,4 +184,55 @@ private func mac(_ last: UInt8) -> MACAddress { MACAddress(bytes: [2, 0, 0, 0, 0
                 + Wire.attribute(UInt16(IFLA_IFNAME), string: "cni0"))
         #expect(fake.sent == [expected])
     }
+
+    @Test func bridgeCreatedWithItsNetfilterSwitchesInTheSameRequest() throws {
+        let fake = FakeTransport()
+        try socket(fake).createBridge(name: "cni0", mac: mac(1), mtu: nil, netfilter: .on)
+        let expected = Wire.message(
+            type: UInt16(RTM_NEWLINK), flags: request | ack | UInt16(NLM_F_EXCL | NLM_F_CREATE), sequence: 1000,
+            Wire.ifinfomsg(flags: 1, change: 1)
+                + Wire.attribute(UInt16(IFLA_IFNAME), string: "cni0")
+                + Wire.attribute(UInt16(IFLA_ADDRESS), mac(1).bytes)
+                + Wire.nest(
+                    UInt16(IFLA_LINKINFO),
+                    Wire.attribute(UInt16(IFLA_INFO_KIND), string: "bridge"),
+                    Wire.nest(
+                        UInt16(IFLA_INFO_DATA),
+                        Wire.attribute(UInt16(IFLA_BR_NF_CALL_IPTABLES), [1]),
+                        Wire.attribute(UInt16(IFLA_BR_NF_CALL_IP6TABLES), [1]))))
+        #expect(fake.sent == [expected])
+    }
+
+    @Test func bridgeNetfilterSetOnAnExistingBridge() throws {
+        let fake = FakeTransport()
+        try socket(fake).setBridgeNetfilter(index: 5, name: "cni0", .on)
+        // Literal bytes: IFLA_BR_NF_CALL_IPTABLES is 36, IP6TABLES 37, each a u8 padded to 8 bytes.
+        let golden: [UInt8] = [
+            0x44, 0, 0, 0, 0x10, 0, 0x05, 0, 0xe8, 0x03, 0, 0, 0, 0, 0, 0,  // len 68, RTM_NEWLINK, REQUEST|ACK, seq 1000
+            0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  // ifinfomsg: AF_UNSPEC, index 5, no flags
+            0x24, 0, 0x12, 0x80,  // IFLA_LINKINFO (18), nested, 36 bytes
+            0x0b, 0, 1, 0, 0x62, 0x72, 0x69, 0x64, 0x67, 0x65, 0, 0,  // IFLA_INFO_KIND "bridge"
+            0x14, 0, 0x02, 0x80,  // IFLA_INFO_DATA, nested, 20 bytes
+            5, 0, 36, 0, 1, 0, 0, 0,  // IFLA_BR_NF_CALL_IPTABLES 1
+            5, 0, 37, 0, 1, 0, 0, 0,  // IFLA_BR_NF_CALL_IP6TABLES 1
+        ]
+        #expect(fake.sent == [golden])
+    }
+
+    @Test func aBridgesSwitchesAreReadFromItsLinkInfo() throws {
+        let fake = FakeTransport { datagram, _ in
+            let payload =
+                Wire.ifinfomsg(index: 5, flags: 1) + Wire.attribute(UInt16(IFLA_IFNAME), string: "cni0")
+                + Wire.nest(
+                    UInt16(IFLA_LINKINFO), Wire.attribute(UInt16(IFLA_INFO_KIND), string: "bridge"),
+                    Wire.nest(
+                        UInt16(IFLA_INFO_DATA), Wire.attribute(UInt16(IFLA_BR_STP_STATE), u32: 0),
+                        Wire.attribute(UInt16(IFLA_BR_NF_CALL_IPTABLES), [1]), Wire.attribute(UInt16(IFLA_BR_NF_CALL_IP6TABLES), [0])))
+            return [
+                Wire.message(type: UInt16(RTM_NEWLINK), flags: 0, sequence: Wire.messages(datagram)[0].sequence, port: Kernel.port, payload)
+            ]
+        }
+        let link = try socket(fake).link(named: "cni0")
+        #expect(link?.bridgeNetfilter == BridgeNetfilter(iptables: true, ip6tables: false))
+    }
 }
