@@ -21,7 +21,7 @@ spec = importlib.util.spec_from_file_location("netpol_model", os.path.join(HERE,
 model_module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(model_module)
 
-PROBES = [("tcp", 80), ("tcp", 81), ("udp", 80), ("udp", 81)]
+PROBES = [("tcp", 80), ("tcp", 81), ("udp", 80), ("udp", 81), ("sctp", 80)]
 TIMEOUT = float(os.environ.get("PROBE_TIMEOUT", "0.6"))
 SETTLE = float(os.environ.get("SETTLE", "1.0"))
 
@@ -98,36 +98,58 @@ class World:
         return out
 
 
-def probe_from(netns, targets, timeout=TIMEOUT):
-    out = subprocess.run(["ip", "netns", "exec", netns, "python3", os.path.join(HERE, "netpol-probe.py"), "probe", str(timeout)] + targets,
+LOOKS = [0]
+
+
+def probe_from(netns, targets, base, timeout=TIMEOUT):
+    out = subprocess.run(["ip", "netns", "exec", netns, "python3", os.path.join(HERE, "netpol-probe.py"), "probe", str(timeout),
+                          "--udp-source-base", str(base)] + targets,
                          capture_output=True, text=True).stdout
-    return {line.split()[0]: line.split()[1] == "1" for line in out.splitlines() if line.strip()}
+    return {line.split()[0]: line.split()[1] for line in out.splitlines() if line.strip()}
+
+
+def sctp_tags_seen(world):
+    """Tags of the SCTP packets the pods' listeners saw."""
+    seen = set()
+    for key in world.cluster["pods"]:
+        try:
+            with open(os.path.join(world.cluster["rundir"], f"serve-{key.replace('/', '-')}.log")) as f:
+                seen.update(line.split()[4] for line in f if line.startswith("sctp "))
+        except OSError:
+            pass
+    return seen
 
 
 def measure(world):
     """Every (source, pod, probe) verdict of the kernel, all sources at once."""
     targets = {k: [f'{v["ip"]}/{proto}/{port}' for proto, port in PROBES] for k, v in world.cluster["pods"].items()}
     results = {}
+    # Every look uses UDP source ports of its own (targets are fewer than 64 per source).
+    LOOKS[0] += 1
+    base = 10000 + 64 * LOOKS[0]
     with ThreadPoolExecutor(max_workers=16) as pool:
         futures = {}
         for endpoint, netns in world.sources():
             mine = [t for k, ts in targets.items() if not (endpoint[0] == "pod" and endpoint[1] == k) for t in ts]
-            futures[endpoint] = pool.submit(probe_from, netns, mine)
+            futures[endpoint] = pool.submit(probe_from, netns, mine, base)
         for endpoint, f in futures.items():
             results[endpoint] = f.result()
-    return results
+    # SCTP goes one way: a probe connects if its packet reached the listener.
+    time.sleep(0.3)
+    seen = sctp_tags_seen(world)
+    return {e: {t: (v == "1" if not v.startswith("s") else v[1:] in seen) for t, v in r.items()} for e, r in results.items()}
 
 
 def table(world, verdict):
-    """Rows: sources; columns: pods; a cell shows TCP80 TCP81 UDP80 UDP81 as . (connects) or X."""
+    """Rows: sources; columns: pods; a cell shows TCP80 TCP81 UDP80 UDP81 SCTP80 as . (connects) or X."""
     pods = sorted(world.cluster["pods"])
-    lines = ["          " + " ".join(f"{p:>4}" for p in pods)]
+    lines = ["          " + " ".join(f"{p:>5}" for p in pods)]
     for endpoint, _ in world.sources():
         name = endpoint[1] if endpoint[0] != "host" else "outside"
         cells = []
         for p in pods:
             if endpoint == ("pod", p):
-                cells.append("   -")
+                cells.append("    -")
                 continue
             cells.append("".join("." if verdict(endpoint, p, proto, port) else "X" for proto, port in PROBES))
         lines.append(f"{name:>9} " + " ".join(cells))
@@ -171,7 +193,7 @@ def main():
             time.sleep(3)
             _, again = compare(world, measure(world))
             late = " (correct after 4 s: enforcement was late)" if not again else ""
-        print(f"--- {case['name']}   (cells: TCP80 TCP81 UDP80 UDP81; . connects, X blocked)")
+        print(f"--- {case['name']}   (cells: TCP80 TCP81 UDP80 UDP81 SCTP80; . connects, X blocked)")
         print(table(world, lambda e, p, proto, port: model.allows(e, ("pod", p), proto.upper(), port)))
         status = "ok" if not mismatches else "FAIL"
         detail = f"{len(mismatches)} of {sum(len(v) for v in results.values())} verdicts differ{late}: " + "; ".join(mismatches[:6]) if mismatches else \
