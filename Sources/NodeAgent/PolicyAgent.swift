@@ -247,7 +247,8 @@ public final class PolicyAgent: @unchecked Sendable {
                         resync = true
                         break
                     }
-                    var due = nextResync
+                    // Until every kind is listed only a change (a list arriving) can make progress.
+                    var due = ready ? nextResync : now + 3600
                     if ready && dirty {
                         let at = min(lastChange + 0.02, firstPendingChange! + 0.2)
                         if now >= at { break }
