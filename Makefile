@@ -8,10 +8,10 @@ CONFDIR        ?= /etc/cni/net.d
 RELEASE_BIN    := .build/release/bridge-ipam
 RELEASE_BINS   := $(RELEASE_BIN) .build/release/bridge-ipam-agent
 
-# Build: libmnl, libnftnl; libcurl for the node agent; mmdebstrap for the Debian 11 sysroot the
-# release binaries link against. Tests, demo and bench: namespaces, ping, jq, the reference
-# plugins, python3.
-BUILD_DEPS     := libmnl-dev libnftnl-dev pkg-config libstdc++-12-dev gcc libcurl4-openssl-dev \
+# Build: libmnl, libnftnl; libcurl and libyaml for the node agent; mmdebstrap for the Debian 11
+# sysroot the release binaries link against. Tests, demo and bench: namespaces, ping, jq, the
+# reference plugins, python3.
+BUILD_DEPS     := libmnl-dev libnftnl-dev pkg-config libstdc++-12-dev gcc libcurl4-openssl-dev libyaml-dev \
                   mmdebstrap debian-archive-keyring
 RUN_DEPS       := iproute2 iputils-ping jq containernetworking-plugins python3 procps nftables
 # Real clients in the tests: libcni (built from Debian's sources with Go), containerd, and a CRI
@@ -20,8 +20,9 @@ RUN_DEPS       := iproute2 iputils-ping jq containernetworking-plugins python3 p
 TEST_DEPS      := golang-go golang-github-appc-cni-dev containerd runc busybox-static iptables util-linux \
                   python3-grpcio python3-grpc-tools podman strace binutils
 # The node agent's tests: a stand-in API server with a CA made by openssl, driven with curl and
-# checked with kubectl (Debian's kubernetes-client when no kubectl is installed).
-AGENT_TEST_DEPS := openssl curl
+# checked with kubectl (Debian's kubernetes-client when no kubectl is installed); promtool
+# (Debian's prometheus) validates /metrics.
+AGENT_TEST_DEPS := openssl curl prometheus
 BENCH_DEPS     := gcc libc6-dev iptables
 
 .PHONY: all build buildinfo sysroot static-libs hot-symbols deps lint format unit-test integration-test br-netfilter test fuzz demo demo-agents demo-dualstack demo-node bench install install-agent uninstall clean
@@ -42,7 +43,7 @@ deps:
 # directories beside the binary first).
 # Warnings are errors in every build (Swift and the C shim), so a warning cannot land unseen.
 SWIFT_WERROR   := -Xswiftc -warnings-as-errors -Xcc -Werror
-# libstdc++ (which the Swift runtime needs), libgcc and libnftnl are linked statically too: the
+# libstdc++ (which the Swift runtime needs), libgcc, libnftnl and (in the agent) libyaml are linked statically too: the
 # dynamic loader otherwise resolves ~2000 libstdc++ symbols on every start, half of the plugin's
 # user-space instructions (VERSION: 2.48M instructions -> 0.57M, ADD: 3.55M -> 1.63M, measured
 # with callgrind). Debian ships libstdc++.a and libnftnl.a but no libmnl.a, so libmnl stays
@@ -112,6 +113,7 @@ static-libs: $(LINK_SHAPERS)
 	@mkdir -p $(STATIC_LIBS)
 	@ln -sf "$$(gcc -print-file-name=libstdc++.a)" $(STATIC_LIBS)/libstdc++.a
 	@ln -sf "$$(pkg-config --variable=libdir libnftnl)/libnftnl.a" $(STATIC_LIBS)/libnftnl.a
+	@ln -sf "$$(pkg-config --variable=libdir yaml-0.1)/libyaml.a" $(STATIC_LIBS)/libyaml.a
 	@for a in $(STATIC_LIBS)/*.a; do [ -e "$$a" ] || { echo "missing static library: $$a"; exit 1; }; done
 
 # The files that shape the link against the sysroot (see SYSROOT above). SwiftPM does not see
@@ -199,6 +201,7 @@ bench: build
 	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(BENCH_DEPS) $(AGENT_TEST_DEPS)"
 	bash scripts/bench.sh
 	bash scripts/bench-netpol.sh
+	bash scripts/bench-agent.sh
 
 # Lays down exactly two files, then says what the node still needs (its pod subnet, portmap);
 # uninstall removes exactly those two files and no directory.

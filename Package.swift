@@ -17,6 +17,7 @@ import PackageDescription
 //   bridge-ipam   a thin main: the CNI plugin, or the node command when given arguments
 //   CCurl         C: libcurl, with typed wrappers for its variadic calls
 //   NetworkPolicy NetworkPolicy semantics: pods, namespaces, policies decoded; a node's rules as data
+//   CYAML         libyaml (system library), for kubeconfigs; linked statically in release builds
 //   NodeAgent     the Kubernetes node agent: list + watch Nodes, subnet file, routes (ClusterRoutes)
 //   bridge-ipam-agent  its main; a program of its own, so the plugin links none of it
 let package = Package(
@@ -47,9 +48,10 @@ let package = Package(
             name: "bridge-ipam", dependencies: ["BridgePlugin", "ClusterRoutes", "CNI", "CBuildInfo", "CProcessStart", "SystemIO"]),
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
         .target(name: "NetworkPolicy", dependencies: ["Addresses", "JSON"]),
+        .systemLibrary(name: "CYAML", providers: [.apt(["libyaml-dev"])]),
         .target(
             name: "NodeAgent",
-            dependencies: ["Addresses", "CCurl", "ClusterRoutes", "JSON", "Netlink", "NetworkPolicy", "NFTables", "SystemIO"]),
+            dependencies: ["Addresses", "CCurl", "ClusterRoutes", "CYAML", "JSON", "Netlink", "NetworkPolicy", "NFTables", "SystemIO"]),
         .executableTarget(name: "bridge-ipam-agent", dependencies: ["NodeAgent", "Netlink"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "SystemIOTests", dependencies: ["SystemIO"]),

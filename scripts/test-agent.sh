@@ -48,7 +48,7 @@ if command -v kubectl >/dev/null; then
         bash -c "grep -q 'daemonset.apps/bridge-ipam created (dry run)' <<<'$out' && grep -q 'clusterrole.rbac.authorization.k8s.io/bridge-ipam created' <<<'$out'"
     ds=$(kc --kubeconfig "$KUBECONFIG_FILE" create --dry-run=client --validate=false -o json -f "$REPO/deploy/bridge-ipam.yaml" | jq -c 'select(.kind == "DaemonSet") | .spec.template.spec')
     check "the DaemonSet: hostNetwork, tolerates every taint, NET_ADMIN only, readiness probe" test \
-        "$(jq -c '[.hostNetwork, .tolerations, .containers[0].securityContext.capabilities, (.containers[0].readinessProbe.exec.command | length > 0)]' <<<"$ds")" \
+        "$(jq -c '[.hostNetwork, .tolerations, .containers[0].securityContext.capabilities, (.containers[0].readinessProbe.httpGet.path == "/readyz")]' <<<"$ds")" \
         = '[true,[{"operator":"Exists"}],{"add":["NET_ADMIN"],"drop":["ALL"]},true]'
     check "the DaemonSet mounts /opt/cni/bin, /etc/cni/net.d and /run/bridge-ipam from the host" test \
         "$(jq -c '[.volumes[] | select(.hostPath) | .hostPath.path] | sort' <<<"$ds")" = '["/etc/cni/net.d","/opt/cni/bin","/run/bridge-ipam"]'

@@ -12,6 +12,10 @@ A control port (plain HTTP; bind it to 127.0.0.1) changes the cluster:
   POST /objects    {"resource": "pods"|"namespaces"|"networkpolicies", "items": [objects]}: add or modify
   POST /delete-objects {"resource": ..., "keys": ["namespace/name" or "name", ...]}
   POST /expire     compact history: open watches get ERROR 410, older resourceVersions get 410
+                   (and so do the continue tokens of lists begun before)
+  POST /fail-watches {"count": N, "code": C, "as": "event"|"status", "message": "..."}: the next N
+                   watch requests fail: an ERROR event with that Status at once (the stream then
+                   closes), or an HTTP error response
   POST /stop       stop serving: close the listener and every open connection
   POST /hang       stop serving, but keep a listener that accepts no connection: clients connect
                    (the kernel completes the handshake) and then never hear a byte
@@ -31,14 +35,17 @@ from urllib.parse import parse_qs, urlparse
 
 lock = threading.Condition()
 nodes = {}          # name -> Node object
-# Every kind served, by resource name: key ("name", or "namespace/name") -> object.
+node_json = {}      # name -> its JSON text (lists of thousands of nodes are joined, not re-encoded)
+# The other kinds served, by resource name: key ("name", or "namespace/name") -> object.
 stores = {"nodes": nodes, "pods": {}, "namespaces": {}, "networkpolicies": {}}
 KINDS = {"nodes": "Node", "pods": "Pod", "namespaces": "Namespace", "networkpolicies": "NetworkPolicy"}
 events = []         # (rv, type, object, resource)
 rv = 100
 compacted = 0       # watches from a resourceVersion below this get 410
 expire_generation = 0
-counters = {"lists": 0, "watches": 0, "open_watches": 0, "unauthorized": 0}
+counters = {"lists": 0, "list_pages": 0, "watches": 0, "open_watches": 0, "unauthorized": 0}
+snapshots = {}      # resourceVersion -> the items a paginated list began with (its pages' snapshot)
+watch_failures = {"count": 0}
 open_sockets = set()
 args = None
 api_server = None
@@ -71,7 +78,13 @@ def record(kind, obj, resource="nodes"):
     global rv
     rv += 1
     obj["metadata"]["resourceVersion"] = str(rv)
-    events.append((rv, kind, json.loads(json.dumps(obj)), resource))
+    text = json.dumps(obj)
+    if resource == "nodes":
+        if kind == "DELETED":
+            node_json.pop(obj["metadata"]["name"], None)
+        else:
+            node_json[obj["metadata"]["name"]] = text.encode()
+    events.append((rv, kind, json.loads(text), resource))
     lock.notify_all()
     return rv
 
@@ -151,12 +164,16 @@ class APIHandler(BaseHTTPRequestHandler):
         path = url.path.rstrip("/") or "/"
         if path in DISCOVERY:
             return self.send_json(200, DISCOVERY[path])
+        if path == "/api/v1/nodes":
+            if query.get("watch") in ("1", "true"):
+                return self.watch(query)
+            return self.list(query)
         collection = self.collection(path)
         if collection:
             resource, namespace = collection
             if query.get("watch") in ("1", "true"):
                 return self.watch(query, resource, namespace)
-            return self.list(query, resource, namespace)
+            return self.list_objects(query, resource, namespace)
         if path.startswith("/api/v1/namespaces/") and path.count("/") == 4:
             with lock:
                 ns = stores["namespaces"].get(path.rsplit("/", 1)[1])
@@ -174,27 +191,65 @@ class APIHandler(BaseHTTPRequestHandler):
         parts = path.split("/")
         return self.send_json(404, status(404, "NotFound", f'{parts[-2] if len(parts) > 1 else "resource"} "{parts[-1]}" not found'))
 
+    def list(self, query):
+        # Every page of a paginated list comes from one snapshot, at the first page's
+        # resourceVersion, as the real API server serves them from etcd; a continue token
+        # carries that version and expires with compaction (410 Expired).
+        token = query.get("continue") or ""
+        limit = int(query.get("limit") or 0)
+        with lock:
+            counters["list_pages"] += 1
+            if token:
+                try:
+                    version, start = (int(x) for x in token.split(":"))
+                except ValueError:
+                    return self.send_json(400, status(400, "BadRequest", "continue key is not valid"))
+                items = snapshots.get(version)
+                if items is None or version < compacted:
+                    return self.send_json(410, status(410, "Expired", "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."))
+            else:
+                counters["lists"] += 1
+                version, start = rv, 0
+                items = [node_json[n] for n in sorted(nodes)]
+                if limit and limit < len(items):
+                    snapshots[version] = items
+                    for old in sorted(snapshots)[:-20]:
+                        del snapshots[old]
+        metadata = {"resourceVersion": str(version)}
+        if limit and start + limit < len(items):
+            metadata["continue"] = f"{version}:{start + limit}"
+            metadata["remainingItemCount"] = len(items) - start - limit
+            page = items[start:start + limit]
+        else:
+            page = items[start:]
+        data = b'{"kind":"NodeList","apiVersion":"v1","metadata":%s,"items":[%s]}' % (json.dumps(metadata).encode(), b",".join(page))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     @staticmethod
     def collection(path):
-        """(resource, namespace or None) for a list/watch path of a kind we serve."""
-        for prefix, resource in (("/api/v1/", "nodes"), ("/api/v1/", "pods"), ("/api/v1/", "namespaces"),
-                                 ("/apis/networking.k8s.io/v1/", "networkpolicies")):
+        """(resource, namespace or None) for a list/watch path of pods, namespaces or networkpolicies."""
+        for prefix, resource in (("/api/v1/", "pods"), ("/api/v1/", "namespaces"), ("/apis/networking.k8s.io/v1/", "networkpolicies")):
             if path == prefix + resource:
                 return resource, None
-            if resource in ("pods", "networkpolicies") and path.startswith(prefix + "namespaces/") \
+            if resource != "namespaces" and path.startswith(prefix + "namespaces/") \
                     and path.endswith("/" + resource) and path.count("/") == prefix.count("/") + 2:
                 return resource, path[len(prefix + "namespaces/"):-len("/" + resource)]
         return None
 
     @staticmethod
-    def visible(obj, resource, namespace):
+    def visible(obj, namespace):
         return namespace is None or obj["metadata"].get("namespace") == namespace
 
-    def list(self, query, resource="nodes", namespace=None):
+    def list_objects(self, query, resource, namespace):
+        """Pods, namespaces, networkpolicies: a list at the current resourceVersion, paged by offset."""
         with lock:
             counters["lists"] += 1
             store = stores[resource]
-            items = [json.loads(json.dumps(store[n])) for n in sorted(store) if self.visible(store[n], resource, namespace)]
+            items = [json.loads(json.dumps(store[n])) for n in sorted(store) if self.visible(store[n], namespace)]
             version = str(rv)
         start = int(query.get("continue") or 0)
         limit = int(query.get("limit") or 0)
@@ -217,6 +272,24 @@ class APIHandler(BaseHTTPRequestHandler):
         bookmarks = query.get("allowWatchBookmarks") in ("1", "true")
         with lock:
             counters["watches"] += 1
+            failure = None
+            if watch_failures["count"] > 0:
+                watch_failures["count"] -= 1
+                failure = dict(watch_failures)
+        if failure:
+            body = status(failure["code"], failure.get("reason", "InternalError"), failure.get("message", "injected failure"))
+            if failure.get("as") == "status":
+                return self.send_json(failure["code"], body)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.chunk(json.dumps({"type": "ERROR", "object": body}).encode() + b"\n")
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        with lock:
             if version not in ("", "0") and int(version) < compacted:
                 expired = f"too old resource version: {version} ({compacted})"
             else:
@@ -224,7 +297,7 @@ class APIHandler(BaseHTTPRequestHandler):
                 if version in ("", "0"):
                     store = stores[resource]
                     backlog = [(rv, "ADDED", json.loads(json.dumps(store[n])))
-                               for n in sorted(store) if self.visible(store[n], resource, namespace)]
+                               for n in sorted(store) if self.visible(store[n], namespace)]
                     last = rv
                 else:
                     last = int(version)
@@ -249,10 +322,10 @@ class APIHandler(BaseHTTPRequestHandler):
                     if not pending and generation == expire_generation:
                         lock.wait(timeout=max(0.01, min(deadline, next_bookmark) - time.monotonic()))
                         pending = [e for e in events if e[0] > last]
-                    mine = [e for e in pending if e[3] == resource and self.visible(e[2], resource, namespace)]
+                    mine = [e for e in pending if e[3] == resource and self.visible(e[2], namespace)]
                     expired_now = generation != expire_generation
                     current = rv
-                for event_rv, kind, obj, _ in mine:
+                for _, kind, obj, _ in mine:
                     self.chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
                 if pending:
                     last = pending[-1][0]
@@ -337,8 +410,7 @@ class ControlHandler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         with lock:
-            state = dict(counters, resourceVersion=rv, nodes=sorted(nodes), serving=api_server is not None,
-                         objects={r: len(stores[r]) for r in stores})
+            state = dict(counters, resourceVersion=rv, nodes=sorted(nodes), serving=api_server is not None)
         self.reply(state)
 
     def do_POST(self):
@@ -368,6 +440,11 @@ class ControlHandler(BaseHTTPRequestHandler):
                     if node:
                         record("DELETED", node)
                 self.reply({"resourceVersion": rv})
+        elif self.path == "/fail-watches":
+            with lock:
+                watch_failures.clear()
+                watch_failures.update(body)
+            self.reply({"failing": body.get("count", 0)})
         elif self.path == "/objects":
             resource = body["resource"]
             store = stores[resource]
@@ -395,7 +472,9 @@ class ControlHandler(BaseHTTPRequestHandler):
                 self.reply({"resourceVersion": rv})
         elif self.path == "/expire":
             with lock:
-                compacted = rv + 1
+                # The current version stays watchable (a list made now can be watched from),
+                # every older one is gone.
+                compacted = rv
                 events.clear()
                 expire_generation += 1
                 lock.notify_all()

@@ -39,7 +39,3 @@ long bi_curl_response_code(CURL *handle) {
     if (curl_easy_getinfo(handle, CURLINFO_RESPONSE_CODE, &code) != CURLE_OK) return 0;
     return code;
 }
-
-CURLMcode bi_curl_multi_set_long(CURLM *multi, CURLMoption option, long value) {
-    return curl_multi_setopt(multi, option, value);
-}

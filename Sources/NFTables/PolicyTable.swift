@@ -125,6 +125,9 @@ public final class PolicyTable {
         return count
     }
 
+    /// Forgets what was applied, so that the next `update` replaces the whole table.
+    public func forget() { applied = nil }
+
     /// Removes the table (nothing is enforced afterwards). No error when it is not there.
     public func remove() throws(NetlinkError) {
         try OwnChain.transaction("delete table inet \(PolicyTable.table)", through: socket) { batch in

@@ -220,12 +220,8 @@ extension NetlinkSocket {
         }
     }
 
-    /// Sets a link's alias (IFLA_IFALIAS), a free-form label of up to 127 bytes.
-    public func setAlias(index: Int32, name: String, alias: String) throws(NetlinkError) {
-        try batch { NetlinkSocket.setAlias(index: index, name: name, alias: alias, to: &$0) }
-    }
-
-    /// Adds a request setting a link's alias to a batch. By index, never by name: the kernel
+    /// Adds a request setting a link's alias (IFLA_IFALIAS, a free-form label of up to 127
+    /// bytes) to a batch. By index, never by name: the kernel
     /// ignores an alias in a creating request, and a by-name request sent along with the
     /// creation would label a foreign link should the name already exist.
     public static func setAlias(index: Int32, name: String, alias: String, to batch: inout Batch) {
@@ -252,17 +248,8 @@ extension NetlinkSocket {
         try batch { NetlinkSocket.setLink(index: index, name: name, up: isUp, promiscuous: promiscuous, to: &$0) }
     }
 
-    /// Turns hairpin mode on for a bridge port, so a pod can reach itself through a service IP.
-    public func setHairpin(index: Int32, name: String) throws(NetlinkError) {
-        try setBridgePort(index: index, name: name, BridgePortSettings(hairpin: true))
-    }
-
-    /// Sets bridge port flags of a bridge's port in one request; flags left nil are unchanged.
-    public func setBridgePort(index: Int32, name: String, _ settings: BridgePortSettings) throws(NetlinkError) {
-        try batch { NetlinkSocket.setBridgePort(index: index, name: name, settings, to: &$0) }
-    }
-
-    /// Adds the request setting bridge port flags to a batch; nothing when every flag is nil.
+    /// Adds the request setting a bridge port's flags to a batch (hairpin: a pod reaches itself
+    /// through a service IP); flags left nil are unchanged, nothing when every flag is nil.
     public static func setBridgePort(index: Int32, name: String, _ settings: BridgePortSettings, to batch: inout Batch) {
         guard !settings.isEmpty else { return }
         batch.add("set bridge port flags \(settings) on \(name)", type: UInt16(RTM_SETLINK)) { m in

@@ -86,8 +86,4 @@ extension NetlinkSocket {
             if let gateway = route.gateway { m.put(UInt16(RTA_GATEWAY.rawValue), bytes: gateway.bytes) }
         }
     }
-
-    public func deleteRoute(_ route: RouteEntry) throws(NetlinkError) {
-        try batch(tolerate: [ESRCH]) { NetlinkSocket.deleteRoute(route, to: &$0) }
-    }
 }

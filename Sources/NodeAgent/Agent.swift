@@ -4,38 +4,49 @@ import Glibc
 import JSON
 import Netlink
 
-/// The node agent's loop: list the Nodes, then watch them from the list's resourceVersion, and
-/// after every change make this node's subnet file and routes match (`NodeRoutes`). A watch
-/// that ends is renewed from the last resourceVersion seen (bookmarks included); an expired one
-/// (410 Gone) is replaced by a new list. When the API server cannot be reached the agent keeps
-/// the routes it has and retries with exponential backoff. Every `resync` seconds, connected or
-/// not, the routing table is repaired from the last picture (a route deleted by hand comes back).
+/// The node agent's loop: list and watch the Nodes (`ResourceWatcher`), and after every change
+/// make this node's subnet file and routes match (`NodeRoutes`). When the API server cannot be
+/// reached the agent keeps the routes it has and retries with backoff. Every `resync` seconds,
+/// connected or not, the routing table is repaired from the last picture (a route deleted by
+/// hand comes back). With `--metrics-address` it answers /healthz, /readyz and /metrics.
+///
+/// One thread does everything: curl's multi interface runs the requests, and its poll also
+/// waits for the status server's sockets and the next timer. Nothing runs inside curl's
+/// callbacks but keeping bytes; events are applied and routes synced between polls.
 public final class Agent {
     let options: AgentOptions
-    let client: KubeClient
+    let connection: KubeConnection
     let routes: NodeRoutes
     let services: ServicesSetup
-    private var resourceVersion: String?
+    let loop: TransferLoop
+    let watcher: ResourceWatcher
+    private var server: StatusServer?
+    private var metrics = AgentMetrics()
     private var nextResync: Double
-    private var ready = false
+    /// Why the node is not ready (nil: ready); see `readyz`.
+    private var notReady: String? = "the Nodes are not listed yet"
+    private var servedPods = false
+    private var listedOnce = false
     /// When a sync of changes received is due (see `scheduleSync`).
     private var syncAt: Double?
     private var firstPendingChange: Double?
-    private var backoff: Double
-    private let initialBackoff: Double
+    private var lastLoopTurn = Clock.monotonic()
 
     public init(options: AgentOptions, connection: KubeConnection, socket: NetlinkSocket) throws(KubeRequestError) {
         self.options = options
-        self.client = try KubeClient(connection: connection)
+        self.connection = connection
         self.routes = NodeRoutes(nodeName: options.nodeName!, subnetFile: options.subnetFile, socket: socket)
         self.services = ServicesSetup(clusterCIDRs: options.clusterCIDRs)
-        self.nextResync = monotonicSeconds() + options.resync
-        self.initialBackoff = min(1, options.backoffMax)
-        self.backoff = initialBackoff
+        self.loop = try TransferLoop()
+        self.watcher = ResourceWatcher(
+            path: "/api/v1/nodes", resource: NodeWatch(routes: routes), request: try KubeRequest(connection: connection), loop: loop,
+            backoff: Backoff(initial: 1, maximum: options.backoffMax), pageSize: options.listPageSize, watchTimeout: options.watchTimeout)
+        self.nextResync = Clock.monotonic() + options.resync
+        watcher.observer = observer()
     }
 
     /// Runs until the process is stopped by a signal. Returns an exit status only when the
-    /// agent cannot work at all (the plugin cannot be installed).
+    /// agent cannot work at all (the plugin cannot be installed, the metrics port is taken).
     public func run() -> Int32 {
         if let ready = options.readyFile { unlink(ready) }
         if let install = options.installCNI {
@@ -44,162 +55,136 @@ public final class Agent {
                 return 1
             }
         }
+        if let address = options.metricsAddress {
+            do { server = try StatusServer(address: address) { [unowned self] in respond($0) } } catch {
+                Log.line("cannot serve metrics: \(error)")
+                return 1
+            }
+        }
         Log.line(
-            "node \(routes.nodeName): watching nodes at \(client.connection.server); subnet file \(routes.subnetFile), resync every \(options.resync) s"
+            "node \(routes.nodeName): watching nodes at \(connection.server); subnet file \(routes.subnetFile), resync every \(options.resync) s\(server.map { "; /healthz, /readyz and /metrics on \($0.address)" } ?? "")"
         )
         services.reconcile()
         while true {
-            if resourceVersion == nil {
-                do { try list() } catch {
-                    Log.line("cannot list nodes: \(explain(error)); retrying in \(formatted(backoff)) s")
-                    waitBackingOff()
-                    continue
-                }
+            let now = Clock.monotonic()
+            lastLoopTurn = now
+            watcher.poll(now: now)
+            let (changed, relisted) = watcher.takeChanges()
+            if relisted {
+                sync()
+            } else if changed {
+                scheduleSync()
             }
-            let started = monotonicSeconds()
-            do {
-                let received = try watch()
-                // A watch the server ends at once, with nothing in it, is retried with backoff.
-                if !received && monotonicSeconds() - started < 1 { waitBackingOff() }
-            } catch {
-                if case .status(410, _, _) = error {
-                    Log.line("resourceVersion \(resourceVersion ?? "") is too old (410 Gone): listing nodes again")
-                    resourceVersion = nil
-                    continue
-                }
-                Log.line("watch of nodes failed: \(explain(error)); reconnecting in \(formatted(backoff)) s; routes are kept")
-                waitBackingOff()
-            }
+            if let syncAt, now >= syncAt { sync() }
+            if now >= nextResync { resync() }
+            server?.serve(now: Clock.monotonic())
+            let due = min(watcher.nextDue, syncAt ?? .infinity, nextResync, server?.nextDeadline ?? .infinity)
+            loop.run(timeout: due - Clock.monotonic(), extraFDs: server?.descriptors ?? [])
+            watcher.drain()
         }
     }
 
-    /// GET /api/v1/nodes: the whole picture and the resourceVersion to watch from.
-    private func list() throws(KubeRequestError) {
-        let body = try client.get("/api/v1/nodes")
-        let list: JSONValue
-        do { list = try JSONValue.parse(body) } catch { throw .transport("the node list is not JSON: \(error)") }
-        guard let items = list["items"]?.arrayValue, let version = list["metadata"]?["resourceVersion"]?.stringValue else {
-            throw .transport("the node list has no items or no metadata.resourceVersion")
+    private func observer() -> WatcherObserver {
+        var observer = WatcherObserver()
+        observer.listed = { [unowned self] items, pages, version in
+            metrics.lists += 1
+            listedOnce = true
+            Log.line("listed \(items) nodes at resourceVersion \(version)\(pages > 1 ? " in \(pages) pages" : "")")
         }
-        routes.replaceAll(items)
-        resourceVersion = version
-        backoff = initialBackoff
-        Log.line("listed \(items.count) nodes at resourceVersion \(version)")
-        resync()
-    }
-
-    /// One watch request, until the server ends it or it breaks. Returns whether any event came.
-    private func watch() throws(KubeRequestError) -> Bool {
-        let path =
-            "/api/v1/nodes?watch=1&resourceVersion=\(resourceVersion ?? "")&allowWatchBookmarks=true&timeoutSeconds=\(options.watchTimeout)"
-        var splitter = LineSplitter()
-        var failure: KubeRequestError?
-        var received = false
-        do {
-            _ = try client.stream(
-                path, timeout: Double(options.watchTimeout) + 30,
-                onData: { [self] bytes in
-                    let lines: [[UInt8]]
-                    do { lines = try splitter.feed(bytes) } catch {
-                        failure = .transport("a watch event is longer than 64 MiB")
-                        return false
-                    }
-                    var changed = false
-                    for line in lines {
-                        let event: WatchEvent
-                        do throws(KubeRequestError) { event = try WatchEvent.parse(line) } catch {
-                            failure = error
-                            return false
-                        }
-                        received = true
-                        backoff = initialBackoff
-                        switch event.kind {
-                        case .error:
-                            if event.statusCode == 410 {
-                                Log.line("resourceVersion \(resourceVersion ?? "") is too old (410 Gone): listing nodes again")
-                                resourceVersion = nil
-                            } else {
-                                failure = KubeClient.statusError(code: event.statusCode ?? 0, body: Array(event.object.serialized().utf8))
-                            }
-                            if changed || syncAt != nil { sync() }
-                            return false
-                        case .bookmark:
-                            break
-                        case .added, .modified, .deleted:
-                            if routes.apply(event) { changed = true }
-                        }
-                        if let version = event.resourceVersion { resourceVersion = version }
-                    }
-                    if changed { scheduleSync() }
-                    return true
-                }, nextTimer: { [self] in min(nextResync, syncAt ?? .infinity) },
-                onTimer: { [self] in
-                    if monotonicSeconds() >= nextResync { resync() } else { sync() }
-                })
-        } catch {
-            // Changes that arrived before the stream broke are applied now, not after the backoff.
-            if syncAt != nil { sync() }
-            throw error
+        observer.failed = { [unowned self] error, during, wait in
+            metrics.apiErrors[error.codeLabel, default: 0] += 1
+            if !listedOnce { notReady = "the Nodes are not listed yet: \(explain(error))" }
+            if error.isExpired || error.isTooLargeResourceVersion { return }
+            if during == "list" {
+                Log.line("cannot list nodes: \(explain(error)); retrying in \(formatted(wait)) s")
+            } else {
+                Log.line("watch of nodes failed: \(explain(error)); reconnecting in \(formatted(wait)) s; routes are kept")
+            }
         }
-        if syncAt != nil { sync() }
-        if let failure { throw failure }
-        return received
+        observer.relisting = { reason in Log.line("\(reason): listing nodes again") }
+        observer.watchRestarted = { [unowned self] in metrics.watchRestarts += 1 }
+        return observer
     }
 
     /// Events come in bursts (500 nodes changed at once are 500 events): the sync after a
     /// change waits until the stream has been quiet for 20 ms, but never more than 200 ms.
     private func scheduleSync() {
-        let now = monotonicSeconds()
+        let now = Clock.monotonic()
         if firstPendingChange == nil { firstPendingChange = now }
         syncAt = min(now + 0.02, firstPendingChange! + 0.2)
     }
 
-    /// Makes the node match the picture; the first time it can serve pods, it becomes ready.
+    /// Makes the node match the picture, and works out whether it is ready.
     private func sync() {
         syncAt = nil
         firstPendingChange = nil
-        let routesReady = routes.reconcile()
+        guard watcher.resourceVersion != nil || routes.nodeCount > 0 else { return }
+        let started = Clock.monotonic()
+        let canServe = routes.reconcile()
         let servicesReady = services.reconcile()
-        if routesReady && servicesReady && !ready { becomeReady() }
+        metrics.syncDurations.observe(Clock.monotonic() - started)
+        metrics.routesDesired = routes.routeCounts.desired
+        metrics.routesInstalled = routes.routeCounts.installed
+        metrics.routesFailed = max(0, routes.routeCounts.desired - routes.routeCounts.installed)
+        metrics.nodesSeen = routes.nodeCount
+        // Problems are logged where they are found (once each); here only a recovery is.
+        var problem = routes.readinessProblem ?? (servicesReady ? nil : ServicesSetup.notReadyReason)
+        let servedBefore = servedPods
+        if canServe && servicesReady && !servedPods {
+            if let failure = becomeReady() { problem = problem ?? failure }
+        }
+        if problem == nil { metrics.lastSuccessfulSync = Clock.wallSeconds() }
+        if problem == nil && notReady != nil && servedBefore { Log.line("ready again: \(notReady!) no longer holds") }
+        notReady = problem
+        metrics.ready = problem == nil
     }
 
     private func resync() {
         sync()
-        nextResync = monotonicSeconds() + options.resync
+        nextResync = Clock.monotonic() + options.resync
     }
 
-    /// Waits out the backoff (resyncing meanwhile when due) and doubles it up to the maximum.
-    private func waitBackingOff() {
-        let end = monotonicSeconds() + backoff
-        while true {
-            let now = monotonicSeconds()
-            if now >= end { break }
-            if now >= nextResync {
-                resync()
-                continue
-            }
-            sleepSeconds(min(end, nextResync) - now)
+    /// The answers of the status server.
+    func respond(_ target: String) -> StatusServer.Response {
+        switch target.prefix(while: { $0 != "?" }) {
+        case "/healthz":
+            // Answered from the loop itself: an answer means the loop turns. The watcher is
+            // either running a request or waiting for its next one.
+            let stalled = Clock.monotonic() - lastLoopTurn > 60
+            return stalled ? .init(status: 503, body: "the watch loop has not turned for 60 s\n") : .init(status: 200, body: "ok\n")
+        case "/readyz":
+            if let notReady { return .init(status: 503, body: "not ready: \(notReady)\n") }
+            return .init(
+                status: 200, body: "ready: node \(routes.nodeName) is listed, its subnet file written, conflist installed, routes applied\n"
+            )
+        case "/metrics":
+            return .init(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.render())
+        default:
+            return .init(status: 404, body: "not found: /healthz, /readyz and /metrics are served\n")
         }
-        backoff = min(backoff * 2, options.backoffMax)
     }
 
-    private func becomeReady() {
+    /// The first time the node can serve pods: the conflist goes in, and the ready file. Returns
+    /// what failed, if anything (retried at the next sync).
+    private func becomeReady() -> String? {
         if let install = options.installCNI {
             do { try installConflist(confDir: install.confDir) } catch {
                 Log.line("cannot install the CNI config: \(error)")
-                return
+                return "cannot install the CNI config: \(error)"
             }
         }
         if let path = options.readyFile {
             let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
             guard fd >= 0 else {
-                Log.line("cannot create the ready file \(path): \(String(cString: strerror(errno)))")
-                return
+                let reason = "cannot create the ready file \(path): \(String(cString: strerror(errno)))"
+                Log.line(reason)
+                return reason
             }
             close(fd)
         }
-        ready = true
+        servedPods = true
         Log.line("ready: node \(routes.nodeName) is listed and has its subnet file")
+        return nil
     }
 
     /// The plugin goes in first, so that kubelet never finds the conflist without its plugin.

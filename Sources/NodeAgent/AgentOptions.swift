@@ -14,6 +14,8 @@ public struct AgentOptions: Equatable, Sendable {
     public var watchTimeout = 300
     /// Enforce NetworkPolicy for this node's pods (`PolicyAgent`).
     public var networkPolicy = false
+    public var metricsAddress: String?
+    public var listPageSize = 500
     /// Pod traffic from and to these is accepted in the node's FORWARD chains (`ServicesSetup`).
     public var clusterCIDRs: [IPNetwork] = []
 
@@ -25,6 +27,7 @@ public struct AgentOptions: Equatable, Sendable {
             && l.cniPlugin == r.cniPlugin && l.cniConflist == r.cniConflist && l.resync == r.resync
             && l.readyFile == r.readyFile && l.backoffMax == r.backoffMax && l.watchTimeout == r.watchTimeout
             && l.networkPolicy == r.networkPolicy
+            && l.metricsAddress == r.metricsAddress && l.listPageSize == r.listPageSize
             && l.clusterCIDRs == r.clusterCIDRs
     }
 
@@ -33,6 +36,7 @@ public struct AgentOptions: Equatable, Sendable {
                                  [--install-cni BIN_DIR CONF_DIR [--cni-plugin FILE] [--cni-conflist FILE]]
                                  [--resync SECONDS] [--ready-file PATH] [--backoff-max SECONDS] [--watch-timeout SECONDS]
                                  [--network-policy]
+                                 [--metrics-address HOST:PORT] [--list-page-size N]
                                  [--cluster-cidr CIDR]...
                bridge-ipam-agent --remove-forward-accepts
           --kubeconfig   API server and credentials (default: the in-cluster service account)
@@ -47,6 +51,8 @@ public struct AgentOptions: Equatable, Sendable {
           --watch-timeout seconds a watch request may last before it is renewed (default 300)
           --network-policy enforce NetworkPolicy for this node's pods (table inet bridge_ipam_policy); without
                          it the table is left as it is
+          --metrics-address  serve /healthz, /readyz and /metrics on HOST:PORT ([::1]:PORT, :PORT for all)
+          --list-page-size   Nodes per page of the initial list (limit/continue; default 500)
           --cluster-cidr the cluster's pod CIDR (once per family): pod traffic from and to it is accepted in
                          iptables-nft's FORWARD chain (a node whose FORWARD policy is DROP forwards it)
           --remove-forward-accepts  remove those FORWARD accepts and exit
@@ -83,6 +89,14 @@ public struct AgentOptions: Equatable, Sendable {
             case "--backoff-max": options.backoffMax = try seconds(flag)
             case "--watch-timeout": options.watchTimeout = max(1, Int(try seconds(flag)))
             case "--network-policy": options.networkPolicy = true
+            case "--metrics-address":
+                let address = try value(flag)
+                guard address.contains(":") else { throw UsageError(message: "--metrics-address \(address): not HOST:PORT") }
+                options.metricsAddress = address
+            case "--list-page-size":
+                let text = try value(flag)
+                guard let n = Int(text), n > 0, n <= 100_000 else { throw UsageError(message: "--list-page-size \(text): not 1 to 100000") }
+                options.listPageSize = n
             case "--cluster-cidr":
                 let text = try value(flag)
                 guard let cidr = IPNetwork(cidr: text) else { throw UsageError(message: "\(flag) \(text): not a CIDR") }

@@ -12,6 +12,9 @@ public struct KubeConnection: Equatable, Sendable {
     public var certificateAuthorityFile: String?
     public var certificateAuthorityData: [UInt8]?
     public var insecureSkipTLSVerify = false
+    /// The name the server's certificate must carry (and the TLS SNI), when it differs from
+    /// the host in `server` (kubeconfig `tls-server-name`).
+    public var tlsServerName: String?
     public var token: String?
     /// Read anew before every request, so a rotated service-account token is picked up.
     public var tokenFile: String?
@@ -54,14 +57,23 @@ public struct KubeConnection: Equatable, Sendable {
             throw Error("cannot read kubeconfig \(path): \(String(cString: strerror(errno)))")
         }
         let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
-        do { return try kubeconfig(text: String(decoding: bytes, as: UTF8.self), directory: directory) } catch {
+        do { return try kubeconfig(bytes: bytes, directory: directory) } catch {
             throw Error("kubeconfig \(path): \(error.message)")
         }
     }
 
     public static func kubeconfig(text: String, directory: String) throws(Error) -> KubeConnection {
+        try kubeconfig(bytes: Array(text.utf8), directory: directory)
+    }
+
+    /// A kubeconfig's bytes: JSON (kubectl accepts it too) or YAML, read by libyaml.
+    public static func kubeconfig(bytes: [UInt8], directory: String) throws(Error) -> KubeConnection {
         let document: JSONValue
-        do { document = try MiniYAML.parse(text) } catch { throw Error("\(error)") }
+        if bytes.first(where: { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }) == UInt8(ascii: "{") {
+            do { document = try JSONValue.parse(bytes) } catch { throw Error("invalid JSON: \(error)") }
+        } else {
+            do { document = try YAML.parse(bytes) } catch { throw Error("\(error)") }
+        }
         func named(_ list: String, _ name: String, _ field: String) throws(Error) -> JSONValue {
             guard let entry = document[list]?.arrayValue?.first(where: { $0["name"]?.text == name }), let value = entry[field] else {
                 throw Error("no \(field) named \"\(name)\" in \(list)")
@@ -84,6 +96,14 @@ public struct KubeConnection: Equatable, Sendable {
         connection.certificateAuthorityFile = path(cluster["certificate-authority"]?.text)
         connection.certificateAuthorityData = try data(cluster["certificate-authority-data"], "certificate-authority-data")
         connection.insecureSkipTLSVerify = cluster["insecure-skip-tls-verify"]?.boolValue ?? false
+        connection.tlsServerName = cluster["tls-server-name"]?.text.flatMap { $0.isEmpty ? nil : $0 }
+        // A proxy the agent would silently bypass is worse than a refusal: the API server may
+        // be reachable only through it.
+        if let proxy = cluster["proxy-url"]?.text, !proxy.isEmpty {
+            throw Error(
+                "cluster \"\(clusterName)\": proxy-url \(proxy) is not supported; the agent connects to \(server) directly (remove proxy-url, or run the agent where the API server is reachable)"
+            )
+        }
         if let userName = context["user"]?.text {
             let user = try named("users", userName, "user")
             if user["exec"] != nil || user["auth-provider"] != nil {
@@ -102,14 +122,20 @@ public struct KubeConnection: Equatable, Sendable {
 
     /// The bearer token to send now, if any (a token file is read on every call).
     public func currentToken() throws(Error) -> String? {
-        if let token, !token.isEmpty { return token }
+        // Files written by hand or on Windows end in a newline or CRLF, a block scalar in a
+        // newline: never part of the token (and never to be sent inside the header).
+        func trimmed(_ text: String) -> String {
+            var token = Substring(text)
+            while let last = token.last, last.isWhitespace { token.removeLast() }
+            while let first = token.first, first.isWhitespace { token.removeFirst() }
+            return String(token)
+        }
+        if let token, !trimmed(token).isEmpty { return trimmed(token) }
         guard let tokenFile else { return nil }
         guard let bytes = readWholeFile(tokenFile) else {
             throw Error("cannot read token file \(tokenFile): \(String(cString: strerror(errno)))")
         }
-        var token = String(decoding: bytes, as: UTF8.self)
-        while let last = token.last, last == "\n" || last == "\r" || last == " " { token.removeLast() }
-        return token
+        return trimmed(String(decoding: bytes, as: UTF8.self))
     }
 }
 

@@ -25,10 +25,31 @@ public final class NodeRoutes {
 
     public var nodeCount: Int { nodes.count }
 
+    /// One Node object as the picture holds it: parsed, or why it cannot be routed (nil
+    /// without a name).
+    public static func entry(_ object: JSONValue) -> (name: String, node: Result<ClusterNode, Cluster.Error>)? {
+        guard let name = object["metadata"]?["name"]?.stringValue else { return nil }
+        do { return (name, .success(try Cluster.parseKubernetesNode(object, index: 0))) } catch { return (name, .failure(error)) }
+    }
+
     /// Replaces the picture with a NodeList's items.
     public func replaceAll(_ items: [JSONValue]) {
         nodes = [:]
         for (i, item) in items.enumerated() { set(item, index: i) }
+    }
+
+    /// Replaces the picture with a whole list's entries (see `entry`), as the agent's paginated
+    /// list collects them one item at a time.
+    public func replaceAll(_ entries: [String: Result<ClusterNode, Cluster.Error>]) { nodes = entries }
+
+    /// The routes the last reconcile wanted, and how many of them the routing table then held.
+    public private(set) var routeCounts = (desired: 0, installed: 0)
+
+    /// What keeps this node from being ready, as last reported (nil: nothing): it is not in the
+    /// API, it has no subnet file, or a route of its table could not be applied.
+    public var readinessProblem: String? {
+        reported["self"] ?? reported["subnet"] ?? reported["cluster"]
+            ?? reported.keys.filter { $0.hasPrefix("apply") }.min().flatMap { reported[$0] }
     }
 
     /// Applies one watch event; returns whether the picture changed.
@@ -48,8 +69,8 @@ public final class NodeRoutes {
     }
 
     private func set(_ object: JSONValue, index: Int) {
-        guard let name = object["metadata"]?["name"]?.stringValue else { return }
-        do { nodes[name] = .success(try Cluster.parseKubernetesNode(object, index: index)) } catch { nodes[name] = .failure(error) }
+        guard let (name, node) = NodeRoutes.entry(object) else { return }
+        nodes[name] = node
     }
 
     /// Makes the subnet file and the routing table match the picture. Returns whether this
@@ -100,11 +121,16 @@ public final class NodeRoutes {
             let plan = RoutePlan(desired: desired, current: before)
             guard !plan.isEmpty else {
                 clear("apply")
+                routeCounts = (desired.count, desired.count)
                 return subnetReady
             }
             var failure: NetlinkError?
             do { try sync.apply(plan) } catch { failure = error }
-            logChanges(before: before, after: try sync.currentRoutes(), desired: desired)
+            let after = try sync.currentRoutes()
+            logChanges(before: before, after: after, desired: desired)
+            var installed: [IPNetwork: IPAddress?] = [:]
+            for route in after { installed[route.destination] = route.gateway }
+            routeCounts = (desired.count, desired.filter { installed[$0.destination] == .some($0.gateway) }.count)
             if let failure {
                 report("apply", "cannot apply every route: \(failure); retrying at the next change or resync")
             } else {

@@ -8,32 +8,29 @@ import NetworkPolicy
 import Netlink
 
 /// NetworkPolicy enforcement (`--network-policy`): lists and watches Pods, Namespaces and
-/// NetworkPolicies, one thread per kind (each as the Node watch: resourceVersion, bookmarks,
-/// 410 relists, backoff), keeps the cluster picture in `ClusterState`, and a thread of its own
-/// compiles this node's rules and applies what changed to `table inet bridge_ipam_policy`,
-/// within 20 ms of a quiet stream (at most 200 ms after the first change of a burst). Nothing
-/// is applied until every kind has been listed once, so a half-known cluster never narrows what
-/// the kernel enforces; until then (and while the API server is away) the kernel keeps the rules
-/// it has. Every `resync` seconds the table is rebuilt whole from the picture.
+/// NetworkPolicies with a `ResourceWatcher` each (as the Nodes are watched: paginated list,
+/// resourceVersion, bookmarks, 410 relists, backoff), on a thread and transfer loop of its own so
+/// that the route work never waits for it. It keeps the cluster picture in `ClusterState`,
+/// compiles this node's rules and applies what changed to `table inet bridge_ipam_policy` 20 ms
+/// after a quiet stream (at most 200 ms after the first change of a burst). Nothing is applied
+/// until every kind has been listed once, so a half-known cluster never narrows what the kernel
+/// enforces; until then (and while the API server is away) the kernel keeps the rules it has.
+/// Every `resync` seconds the table is rebuilt whole from the picture.
 public final class PolicyAgent: @unchecked Sendable {
     let options: AgentOptions
     let connection: KubeConnection
     let nodeName: String
-
-    private var mutex = pthread_mutex_t()
-    private var changed = pthread_cond_t()
-    private var state = ClusterState()
-    private var listed: Set<ClusterState.Kind> = []
-    private var dirty = false
-    private var firstPendingChange: Double?
-    private var lastChange = 0.0
+    /// The picture, shared by the three kinds' `PolicyWatch`es (one thread uses them all).
+    final class Picture {
+        var state = ClusterState()
+        var listed: Set<ClusterState.Kind> = []
+    }
+    let picture = Picture()
 
     public init(options: AgentOptions, connection: KubeConnection) {
         self.options = options
         self.connection = connection
         self.nodeName = options.nodeName!
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&changed, nil)
     }
 
     static func path(_ kind: ClusterState.Kind) -> String {
@@ -44,252 +41,139 @@ public final class PolicyAgent: @unchecked Sendable {
         }
     }
 
-    /// Starts the watch threads and the applier; returns at once.
+    /// Starts the enforcement thread; returns at once.
     public func start() {
         Log.line("network policy: enforcing for the pods of node \(nodeName) in table inet \(PolicyTable.table)")
-        for kind in ClusterState.Kind.allCases { spawn { [self] in watchLoop(kind) } }
-        spawn { [self] in applyLoop() }
-    }
-
-    private func spawn(_ body: @escaping @Sendable () -> Void) {
-        final class Box: @unchecked Sendable {
-            let body: @Sendable () -> Void
-            init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-        }
         var thread = pthread_t()
-        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        let context = Unmanaged.passRetained(self).toOpaque()
         let result = pthread_create(
             &thread, nil,
             { context in
-                let box = Unmanaged<Box>.fromOpaque(context!).takeRetainedValue()
-                box.body()
+                let agent = Unmanaged<PolicyAgent>.fromOpaque(context!).takeRetainedValue()
+                agent.run()
                 return nil
-            }, box)
+            }, context)
         if result != 0 {
-            Log.line("network policy: cannot start a thread: \(String(cString: strerror(result)))")
+            Log.line("network policy: cannot start its thread: \(String(cString: strerror(result)))")
             exit(1)
         }
         pthread_detach(thread)
     }
 
-    private func locked<T>(_ body: () -> T) -> T {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return body()
-    }
-
-    /// Marks the picture changed (under the lock) and wakes the applier.
-    private func noteChange() {
-        let now = monotonicSeconds()
-        dirty = true
-        if firstPendingChange == nil { firstPendingChange = now }
-        lastChange = now
-        pthread_cond_signal(&changed)
-    }
-
-    // MARK: - Watching
-
-    private func watchLoop(_ kind: ClusterState.Kind) {
-        let client: KubeClient
-        do { client = try KubeClient(connection: connection) } catch {
-            Log.line("network policy: \(error)")
-            exit(1)
+    /// One kind's objects, delivered by its watcher into the shared picture: a list is staged
+    /// and replaces the kind's objects only once complete.
+    final class PolicyWatch: WatchedResource {
+        let kind: ClusterState.Kind
+        let picture: Picture
+        private var staged: [JSONValue] = []
+        init(kind: ClusterState.Kind, picture: Picture) {
+            self.kind = kind
+            self.picture = picture
         }
-        let initialBackoff = min(1, options.backoffMax)
-        var backoff = initialBackoff
-        var resourceVersion: String?
-        func waitBackingOff() {
-            sleepSeconds(backoff)
-            backoff = min(backoff * 2, options.backoffMax)
+        func listStarted() { staged = [] }
+        func listed(_ item: JSONValue) { staged.append(item) }
+        func listEnded() {
+            picture.state.replaceAll(kind, items: staged)
+            picture.listed.insert(kind)
+            staged = []
         }
-        while true {
-            if resourceVersion == nil {
-                do {
-                    resourceVersion = try list(kind, client)
-                    backoff = initialBackoff
-                } catch {
-                    Log.line("network policy: cannot list \(kind.rawValue): \(error); retrying in \(backoff) s; rules are kept")
-                    waitBackingOff()
-                    continue
-                }
-            }
-            let started = monotonicSeconds()
-            do {
-                let (received, expired) = try watch(kind, client, from: &resourceVersion)
-                if received { backoff = initialBackoff }
-                if expired {
-                    Log.line("network policy: \(kind.rawValue) resourceVersion too old (410 Gone): listing again")
-                    resourceVersion = nil
-                } else if !received && monotonicSeconds() - started < 1 {
-                    waitBackingOff()
-                }
-            } catch {
-                if case .status(410, _, _) = error {
-                    Log.line("network policy: \(kind.rawValue) resourceVersion too old (410 Gone): listing again")
-                    resourceVersion = nil
-                    continue
-                }
-                Log.line("network policy: watch of \(kind.rawValue) failed: \(error); reconnecting in \(backoff) s; rules are kept")
-                waitBackingOff()
-            }
+        func apply(_ event: WatchEvent) -> Bool {
+            picture.state.apply(kind, object: event.object, deleted: event.kind == .deleted)
         }
     }
 
-    /// The whole list, paged (limit/continue); returns the resourceVersion to watch from.
-    private func list(_ kind: ClusterState.Kind, _ client: KubeClient) throws(KubeRequestError) -> String {
-        var items: [JSONValue] = []
-        var next: String?
-        var version = ""
-        repeat {
-            var path = "\(PolicyAgent.path(kind))?limit=500"
-            if let token = next { path += "&continue=\(PolicyAgent.percentEncoded(token))" }
-            let body = try client.get(path)
-            let list: JSONValue
-            do { list = try JSONValue.parse(body) } catch { throw .transport("the \(kind.rawValue) list is not JSON: \(error)") }
-            guard let page = list["items"]?.arrayValue, let rv = list["metadata"]?["resourceVersion"]?.stringValue else {
-                throw .transport("the \(kind.rawValue) list has no items or no metadata.resourceVersion")
-            }
-            items += page
-            version = rv
-            next = list["metadata"]?["continue"]?.stringValue
-            if next?.isEmpty == true { next = nil }
-        } while next != nil
-        locked {
-            let changed = state.replaceAll(kind, items: items)
-            let first = listed.insert(kind).inserted
-            if changed || first { noteChange() }
-        }
-        Log.line("network policy: listed \(items.count) \(kind.rawValue) at resourceVersion \(version)")
-        return version
-    }
-
-    static func percentEncoded(_ text: String) -> String {
-        var out = ""
-        for byte in text.utf8 {
-            let c = Character(Unicode.Scalar(byte))
-            if c.isLetter && byte < 128 || c.isNumber && byte < 128 || "-._~".contains(c) {
-                out.append(c)
-            } else {
-                out += "%" + String(byte, radix: 16, uppercase: true).leftPadded(2)
-            }
-        }
-        return out
-    }
-
-    /// One watch request; returns whether any event came and whether it ended with 410.
-    private func watch(_ kind: ClusterState.Kind, _ client: KubeClient, from resourceVersion: inout String?) throws(KubeRequestError) -> (
-        Bool, Bool
-    ) {
-        let path =
-            "\(PolicyAgent.path(kind))?watch=1&resourceVersion=\(resourceVersion ?? "")&allowWatchBookmarks=true&timeoutSeconds=\(options.watchTimeout)"
-        var splitter = LineSplitter()
-        var failure: KubeRequestError?
-        var received = false
-        var expired = false
-        var version = resourceVersion
-        _ = try client.stream(
-            path, timeout: Double(options.watchTimeout) + 30,
-            onData: { [self] bytes in
-                let lines: [[UInt8]]
-                do { lines = try splitter.feed(bytes) } catch {
-                    failure = .transport("a watch event is longer than 64 MiB")
-                    return false
-                }
-                for line in lines {
-                    let event: WatchEvent
-                    do throws(KubeRequestError) { event = try WatchEvent.parse(line) } catch {
-                        failure = error
-                        return false
-                    }
-                    received = true
-                    switch event.kind {
-                    case .error:
-                        if event.statusCode == 410 {
-                            expired = true
-                        } else {
-                            failure = KubeClient.statusError(code: event.statusCode ?? 0, body: Array(event.object.serialized().utf8))
-                        }
-                        return false
-                    case .bookmark:
-                        break
-                    case .added, .modified, .deleted:
-                        locked {
-                            if state.apply(kind, object: event.object, deleted: event.kind == .deleted) { noteChange() }
-                        }
-                    }
-                    if let v = event.resourceVersion { version = v }
-                }
-                return true
-            }, nextTimer: { .infinity }, onTimer: {})
-        resourceVersion = version
-        if let failure { throw failure }
-        return (received, expired)
-    }
-
-    // MARK: - Applying
-
-    private func applyLoop() {
+    private func run() {
+        let loop: TransferLoop
         let table: PolicyTable
-        do { table = try PolicyTable() } catch {
-            Log.line("network policy: cannot open a netfilter socket: \(error)")
+        var watchers: [ResourceWatcher] = []
+        do {
+            loop = try TransferLoop()
+            table = try PolicyTable()
+            for kind in ClusterState.Kind.allCases {
+                let watcher = ResourceWatcher(
+                    path: PolicyAgent.path(kind), resource: PolicyWatch(kind: kind, picture: picture),
+                    request: try KubeRequest(connection: connection), loop: loop,
+                    backoff: Backoff(initial: 1, maximum: options.backoffMax), pageSize: options.listPageSize,
+                    watchTimeout: options.watchTimeout)
+                watcher.observer = observer(kind)
+                watchers.append(watcher)
+            }
+        } catch {
+            Log.line("network policy: cannot start: \(error)")
             exit(1)
         }
-        var nextResync = monotonicSeconds() + options.resync
+        var syncAt: Double?
+        var firstPendingChange: Double?
+        var nextResync = Clock.monotonic() + options.resync
         while true {
-            // Wait for a change (and for every kind to be listed), then for the burst to end.
-            var snapshot: ClusterState?
-            var resync = false
-            locked {
-                while true {
-                    let now = monotonicSeconds()
-                    let ready = listed.count == ClusterState.Kind.allCases.count
-                    if ready && now >= nextResync {
-                        resync = true
-                        break
-                    }
-                    // Until every kind is listed only a change (a list arriving) can make progress.
-                    var due = ready ? nextResync : now + 3600
-                    if ready && dirty {
-                        let at = min(lastChange + 0.02, firstPendingChange! + 0.2)
-                        if now >= at { break }
-                        due = min(due, at)
-                    }
-                    var deadline = timespec()
-                    clock_gettime(CLOCK_REALTIME, &deadline)
-                    let wait = max(0.001, due - now)
-                    let total = Double(deadline.tv_sec) + Double(deadline.tv_nsec) / 1e9 + min(wait, 3600)
-                    deadline.tv_sec = Int(total)
-                    deadline.tv_nsec = Int((total - Double(Int(total))) * 1e9)
-                    pthread_cond_timedwait(&changed, &mutex, &deadline)
+            let now = Clock.monotonic()
+            var relisted = false
+            for watcher in watchers {
+                watcher.poll(now: now)
+                let changes = watcher.takeChanges()
+                if changes.changed || changes.relisted {
+                    relisted = relisted || changes.relisted
+                    if firstPendingChange == nil { firstPendingChange = now }
+                    syncAt = min(now + 0.02, firstPendingChange! + 0.2)
                 }
-                dirty = false
+            }
+            let ready = picture.listed.count == ClusterState.Kind.allCases.count
+            if ready && (now >= nextResync || table.applied == nil) {
+                apply(table, whole: true)
+                nextResync = Clock.monotonic() + options.resync
+                syncAt = nil
                 firstPendingChange = nil
-                snapshot = state
+            } else if ready, let at = syncAt, now >= at || relisted {
+                apply(table, whole: false)
+                syncAt = nil
+                firstPendingChange = nil
             }
-            let started = monotonicSeconds()
-            let content = PolicyAgent.content(PolicyCompiler.compile(snapshot!, node: nodeName))
-            let compiled = monotonicSeconds()
-            do {
-                if resync || table.applied == nil {
-                    try table.replace(with: content)
-                    Log.line(
-                        "network policy: table rebuilt: \(content.chains.count) pod chains, \(content.sets.count) sets (compile \(PolicyAgent.ms(compiled - started)) ms, apply \(PolicyAgent.ms(monotonicSeconds() - compiled)) ms)"
-                    )
-                } else {
-                    let messages = try table.update(to: content)
-                    if messages > 0 {
-                        Log.line(
-                            "network policy: applied \(messages) changes: \(content.chains.count) pod chains, \(content.sets.count) sets (compile \(PolicyAgent.ms(compiled - started)) ms, apply \(PolicyAgent.ms(monotonicSeconds() - compiled)) ms)"
-                        )
-                    }
-                }
-            } catch {
-                Log.line("network policy: cannot apply the rules: \(error); retrying with the whole table")
-                locked { noteChange() }
-                sleepSeconds(1)
-            }
-            if resync { nextResync = monotonicSeconds() + options.resync }
+            var due = watchers.map(\.nextDue).min() ?? .infinity
+            if ready { due = min(due, syncAt ?? .infinity, nextResync, table.applied == nil ? Clock.monotonic() + 1 : .infinity) }
+            loop.run(timeout: min(due - Clock.monotonic(), 60))
+            for watcher in watchers { watcher.drain() }
         }
+    }
+
+    private func apply(_ table: PolicyTable, whole: Bool) {
+        let started = Clock.monotonic()
+        let content = PolicyAgent.content(PolicyCompiler.compile(picture.state, node: nodeName))
+        let compiled = Clock.monotonic()
+        do {
+            if whole {
+                try table.replace(with: content)
+                Log.line(
+                    "network policy: table rebuilt: \(content.chains.count) pod chains, \(content.sets.count) sets (compile \(PolicyAgent.ms(compiled - started)) ms, apply \(PolicyAgent.ms(Clock.monotonic() - compiled)) ms)"
+                )
+            } else {
+                let messages = try table.update(to: content)
+                if messages > 0 {
+                    Log.line(
+                        "network policy: applied \(messages) changes: \(content.chains.count) pod chains, \(content.sets.count) sets (compile \(PolicyAgent.ms(compiled - started)) ms, apply \(PolicyAgent.ms(Clock.monotonic() - compiled)) ms)"
+                    )
+                }
+            }
+        } catch {
+            // `update` forgot what the kernel holds: the next turn rebuilds the whole table.
+            Log.line("network policy: cannot apply the rules: \(error); the whole table is rebuilt next")
+            table.forget()
+        }
+    }
+
+    private func observer(_ kind: ClusterState.Kind) -> WatcherObserver {
+        var observer = WatcherObserver()
+        observer.listed = { items, pages, version in
+            Log.line(
+                "network policy: listed \(items) \(kind.rawValue) at resourceVersion \(version)\(pages > 1 ? " in \(pages) pages" : "")")
+        }
+        observer.failed = { error, during, wait in
+            if error.isExpired || error.isTooLargeResourceVersion { return }
+            Log.line(
+                "network policy: \(during) of \(kind.rawValue) failed: \(error); retrying in \(PolicyAgent.ms(wait * 1000)) ms; rules are kept"
+            )
+        }
+        observer.relisting = { reason in Log.line("network policy: \(reason): listing \(kind.rawValue) again") }
+        return observer
     }
 
     static func ms(_ seconds: Double) -> String {
@@ -316,8 +200,4 @@ public final class PolicyAgent: @unchecked Sendable {
         content.egress = ruleset.egress
         return content
     }
-}
-
-extension String {
-    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: "0", count: width - count) + self }
 }

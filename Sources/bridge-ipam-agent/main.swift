@@ -10,6 +10,7 @@ import NodeAgent
 // (pods keep talking while the agent restarts), and every file is replaced by rename, so a stop
 // at any instruction leaves the old file or the new one.
 let onTerminate: @convention(c) (Int32) -> Void = { _ in
+    // A signal handler may not allocate: a static message and a bare write(2), not Log.
     let message: StaticString = "bridge-ipam-agent: terminated; routes and files stay as they are\n"
     message.withUTF8Buffer { _ = write(2, $0.baseAddress, $0.count) }
     _exit(0)

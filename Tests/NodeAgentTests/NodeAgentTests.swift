@@ -5,7 +5,7 @@ import NetworkPolicy
 import XCTest
 @testable import NodeAgent
 
-final class MiniYAMLTests: XCTestCase {
+final class KubeconfigTests: XCTestCase {
     // As `kubectl config view --raw` writes it: sequences at their key's indentation.
     let kubeconfig = """
         apiVersion: v1
@@ -36,7 +36,7 @@ final class MiniYAMLTests: XCTestCase {
         """
 
     func testKubeconfigShape() throws {
-        let doc = try MiniYAML.parse(kubeconfig)
+        let doc = try YAML.parse(kubeconfig)
         XCTAssertEqual(doc["current-context"], .string("test-ctx"))
         XCTAssertEqual(doc["clusters"]?.arrayValue?.count, 1)
         XCTAssertEqual(doc["contexts"]?.arrayValue?[1]["name"], .string("other"))
@@ -66,10 +66,9 @@ final class MiniYAMLTests: XCTestCase {
         XCTAssertEqual(c.clientKeyFile, "/etc/k/u.key")
     }
 
-    func testRejectsWhatItDoesNotRead() {
-        XCTAssertThrowsError(try MiniYAML.parse("a: |\n  text\n"))
-        XCTAssertThrowsError(try MiniYAML.parse("a: b\n   c: d\n"))
-        XCTAssertThrowsError(try MiniYAML.parse("a: 1\na: 2\n"))
+    func testRejectsWhatIsNotAKubeconfig() {
+        XCTAssertThrowsError(try YAML.parse("a: b\n   c: d\n"))
+        XCTAssertThrowsError(try YAML.parse("a: 1\na: 2\n"))
         XCTAssertThrowsError(try KubeConnection.kubeconfig(text: "current-context: x\n", directory: "."))
         let exec =
             "current-context: c\ncontexts:\n- name: c\n  context: {\"cluster\": \"k\", \"user\": \"u\"}\nclusters:\n- name: k\n  cluster: {\"server\": \"https://h\"}\nusers:\n- name: u\n  user:\n    exec: {}\n"
@@ -128,13 +127,13 @@ final class WatchStreamTests: XCTestCase {
     }
 
     func testStatusMessages() {
-        let error = KubeClient.statusError(
+        let error = KubeRequest.statusError(
             code: 401,
             body: Array(
                 #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}"#
                     .utf8))
         XCTAssertEqual(error.description, "HTTP 401 Unauthorized: Unauthorized")
-        XCTAssertEqual(KubeClient.statusError(code: 500, body: Array("oops\n".utf8)).description, "HTTP 500: oops")
+        XCTAssertEqual(KubeRequest.statusError(code: 500, body: Array("oops\n".utf8)).description, "HTTP 500: oops")
     }
 }
 

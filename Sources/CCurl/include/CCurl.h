@@ -15,6 +15,5 @@ CURLcode bi_curl_set_write_callback(CURL *handle, bi_curl_write_callback callbac
 /// Sockets are opened with SOCK_CLOEXEC.
 CURLcode bi_curl_set_cloexec_sockets(CURL *handle);
 long bi_curl_response_code(CURL *handle);
-CURLMcode bi_curl_multi_set_long(CURLM *multi, CURLMoption option, long value);
 
 #endif
