@@ -23,9 +23,9 @@ TEST_DEPS      := golang-go golang-github-appc-cni-dev containerd runc busybox-s
 # checked with kubectl (Debian's kubernetes-client when no kubectl is installed); promtool
 # (Debian's prometheus) validates /metrics.
 AGENT_TEST_DEPS := openssl curl prometheus
-BENCH_DEPS     := gcc libc6-dev iptables
+BENCH_DEPS     := gcc libc6-dev iptables iperf3
 
-.PHONY: all build buildinfo sysroot static-libs hot-symbols deps lint format unit-test integration-test br-netfilter test fuzz demo demo-agents demo-dualstack demo-node bench install install-agent uninstall clean
+.PHONY: all build buildinfo sysroot static-libs hot-symbols deps lint format unit-test integration-test br-netfilter test fuzz demo demo-agents demo-overlay demo-dualstack demo-node bench install install-agent uninstall clean
 
 all: build
 
@@ -183,11 +183,17 @@ demo: build
 	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(AGENT_TEST_DEPS)"
 	bash scripts/demo.sh
 	bash scripts/demo-agents.sh
+	bash scripts/demo-overlay.sh
 
 # Agents converging a cluster as nodes join, change and leave (a stand-in API server).
 demo-agents: build
 	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(AGENT_TEST_DEPS)"
 	bash scripts/demo-agents.sh
+
+# Nodes on two subnets behind a router: direct routes within a subnet, VXLAN across.
+demo-overlay: build
+	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(AGENT_TEST_DEPS)"
+	bash scripts/demo-overlay.sh
 
 # The same cluster with IPv4 and IPv6 on every node and pod (routes of both families, both matrices).
 demo-dualstack: build
@@ -201,6 +207,7 @@ bench: build
 	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(BENCH_DEPS) $(AGENT_TEST_DEPS)"
 	bash scripts/bench.sh
 	bash scripts/bench-netpol.sh
+	bash scripts/bench-overlay.sh
 	bash scripts/bench-agent.sh
 
 # Lays down exactly two files, then says what the node still needs (its pod subnet, portmap);

@@ -11,7 +11,9 @@ import PackageDescription
 //   IPAM          host-local compatible allocation and on-disk leases; no netlink
 //   CNI           the spec's environment, config, result and error types
 //   BridgePlugin  ADD / DEL / CHECK / VERSION / GC / STATUS
-//   ClusterRoutes `bridge-ipam routes sync`: one route per other node's pod subnet
+//   ClusterRoutes the cluster's nodes and this node's plan toward them (routes, VXLAN entries), no I/O
+//   RouteKernel   that plan applied over netlink (routes of protocol 212, the VXLAN device and entries)
+//   RoutesCommand `bridge-ipam routes sync`: one route per other node's pod subnet
 //   CBuildInfo    C: the version and git commit fixed at build time
 //   CProcessStart C: argv for the Swift runtime without its /proc/self/maps scan at start-up
 //   bridge-ipam   a thin main: the CNI plugin, or the node command when given arguments
@@ -41,17 +43,21 @@ let package = Package(
         .target(name: "IPAM", dependencies: ["Addresses", "SystemIO"]),
         .target(name: "CNI", dependencies: ["Addresses", "JSON", "IPAM", "SystemIO"]),
         .target(name: "BridgePlugin", dependencies: ["Addresses", "CNI", "IPAM", "JSON", "Netlink", "NFTables", "SystemIO"]),
-        .target(name: "ClusterRoutes", dependencies: ["Addresses", "JSON", "Netlink", "SystemIO"]),
+        .target(name: "ClusterRoutes", dependencies: ["Addresses", "JSON"]),
+        .target(name: "RouteKernel", dependencies: ["Addresses", "ClusterRoutes", "Netlink"]),
+        .target(name: "RoutesCommand", dependencies: ["Addresses", "ClusterRoutes", "RouteKernel", "Netlink", "SystemIO"]),
         // Linked only into the executable: hands argv to the Swift runtime (see argv.c).
         .target(name: "CProcessStart"),
         .executableTarget(
-            name: "bridge-ipam", dependencies: ["BridgePlugin", "ClusterRoutes", "CNI", "CBuildInfo", "CProcessStart", "SystemIO"]),
+            name: "bridge-ipam", dependencies: ["BridgePlugin", "RoutesCommand", "CNI", "CBuildInfo", "CProcessStart", "SystemIO"]),
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
         .target(name: "NetworkPolicy", dependencies: ["Addresses", "JSON"]),
         .systemLibrary(name: "CYAML", providers: [.apt(["libyaml-dev"])]),
         .target(
             name: "NodeAgent",
-            dependencies: ["Addresses", "CCurl", "ClusterRoutes", "CYAML", "JSON", "Netlink", "NetworkPolicy", "NFTables", "SystemIO"]),
+            dependencies: [
+                "Addresses", "CCurl", "ClusterRoutes", "RouteKernel", "CYAML", "JSON", "Netlink", "NetworkPolicy", "NFTables", "SystemIO",
+            ]),
         .executableTarget(name: "bridge-ipam-agent", dependencies: ["NodeAgent", "Netlink"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "SystemIOTests", dependencies: ["SystemIO"]),
@@ -62,7 +68,9 @@ let package = Package(
         .testTarget(name: "NetlinkTests", dependencies: ["Addresses", "CNetlinkShim", "CNFTNL", "Netlink", "NFTables"]),
         .testTarget(name: "CNITests", dependencies: ["Addresses", "CNI", "JSON", "IPAM"]),
         .testTarget(name: "BridgePluginTests", dependencies: ["BridgePlugin", "Addresses", "CNI", "IPAM", "JSON", "Netlink", "SystemIO"]),
-        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "Addresses", "JSON", "NetworkPolicy", "NFTables"]),
+        .testTarget(
+            name: "NodeAgentTests",
+            dependencies: ["NodeAgent", "ClusterRoutes", "Addresses", "JSON", "NetworkPolicy", "NFTables", "SystemIO"]),
         .testTarget(name: "NetworkPolicyTests", dependencies: ["NetworkPolicy", "Addresses", "JSON"]),
     ]
 )

@@ -161,7 +161,7 @@ public struct NetworkConfig: Sendable {
             promiscMode: promiscMode,
             ipMasq: ipMasq,
             ipMasqExclude: ipMasqExclude,
-            mtu: try fields.int("mtu", in: 68...65535),
+            mtu: try fields.int("mtu", in: 68...65535) ?? ipam.subnetFileMTU,
             enableDAD: try fields.bool("enabledad"),
             macSpoofCheck: macSpoofCheck,
             disableContainerInterface: disableContainerInterface,
@@ -221,6 +221,9 @@ public struct IPAMConfig: Sendable {
     public var resolvConf: String?
     /// The whole cluster's pod network (e.g. 10.244.0.0/16); the node's subnet must lie inside it.
     public var clusterCIDR: IPNetwork?
+    /// The MTU the subnet file gives pods (`FLANNEL_MTU`): the node agent's tunnel or underlay
+    /// MTU. The network's own `mtu` wins over it.
+    public var subnetFileMTU: Int? = nil
 
     public static let builtInType = "host-local"
     public static let defaultDataDir = "/var/lib/cni/networks"
@@ -282,6 +285,7 @@ public struct IPAMConfig: Sendable {
                 config.rangeSets.append(try rangeSet([range], fields, key: "subnetFile"))
             }
             clusterCIDR = clusterCIDR ?? node.clusterCIDR
+            config.subnetFileMTU = node.mtu
         }
         guard !config.rangeSets.isEmpty else {
             throw fields.invalid("subnet", "or ipam.ranges or ipam.subnetFile is required (e.g. \"subnet\": \"10.244.1.0/24\")")

@@ -12,12 +12,17 @@ import SystemIO
 /// - a bare CIDR on a line of its own, e.g. the node's `spec.podCIDR` written by a DaemonSet;
 ///   a dual-stack node's `spec.podCIDRs` are one line each, at most one per family (as
 ///   bridge-ipam-agent writes them), and each becomes a range set of its own.
+///
+/// Either may carry `FLANNEL_MTU=1450`: the MTU pods get (bridge-ipam-agent writes the VXLAN
+/// tunnel's, or the underlay's in direct routing mode; flannel writes its backend's).
 public struct NodeSubnet: Equatable, Sendable {
     public var subnet: IPNetwork
     public var gateway: IPAddress?
     public var clusterCIDR: IPNetwork?
     /// Further bare CIDR lines: the node's podCIDR of the other family.
     public var otherSubnets: [IPNetwork] = []
+    /// `FLANNEL_MTU`, the MTU for pods' interfaces.
+    public var mtu: Int? = nil
 
     /// Why a subnet file's text could not be used.
     public enum ParseError: Error, Equatable, CustomStringConvertible {
@@ -28,22 +33,32 @@ public struct NodeSubnet: Equatable, Sendable {
             switch self {
             case .noSubnet: return "it holds neither FLANNEL_SUBNET=... nor a CIDR line"
             case .twoOfAFamily(let line): return "\(line) is a second subnet of its family (one line per family)"
-            case .invalid(let key, let value): return "\(key) \"\(value)\" is not a CIDR"
+            case .invalid(let key, let value):
+                return key == "FLANNEL_MTU" ? "\(key) \"\(value)\" is not an MTU (68-65535)" : "\(key) \"\(value)\" is not a CIDR"
             }
         }
     }
 
-    public static func parse(_ text: String) throws(ParseError) -> NodeSubnet {
+    /// Reads the text byte by byte: it runs on every ADD, and splitting it into Characters (with
+    /// their grapheme rules) cost about 16,000 instructions per line.
+    public static func parse(_ text: String) throws(ParseError) -> NodeSubnet { try parse(bytes: Array(text.utf8)) }
+
+    static func parse(bytes: [UInt8]) throws(ParseError) -> NodeSubnet {
         var subnet: IPNetwork?
         var gateway: IPAddress?
         var cluster: IPNetwork?
         var others: [IPNetwork] = []
-        for rawLine in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
-            let line = String(rawLine).trimmingWhitespace()
-            if line.isEmpty || line.hasPrefix("#") { continue }
-            if let eq = line.firstIndex(of: "=") {
-                let key = String(line[..<eq])
-                let value = String(line[line.index(after: eq)...]).unquoted()
+        var mtu: Int?
+        var start = 0
+        while start < bytes.count {
+            var end = start
+            while end < bytes.count && bytes[end] != UInt8(ascii: "\n") && bytes[end] != UInt8(ascii: "\r") { end += 1 }
+            let line = trimmed(bytes[start..<end])
+            start = end + 1
+            if line.isEmpty || line.first == UInt8(ascii: "#") { continue }
+            if let eq = line.firstIndex(of: UInt8(ascii: "=")) {
+                let key = String(decoding: line[..<eq], as: UTF8.self)
+                let value = unquoted(line[(eq + 1)...])
                 switch key {
                 case "FLANNEL_SUBNET":
                     guard let n = IPNetwork(cidr: value) else { throw .invalid(key: key, value: value) }
@@ -52,20 +67,39 @@ public struct NodeSubnet: Equatable, Sendable {
                 case "FLANNEL_NETWORK":
                     guard let n = IPNetwork(cidr: value) else { throw .invalid(key: key, value: value) }
                     cluster = n.masked
+                case "FLANNEL_MTU":
+                    guard let m = Int(value), (68...65535).contains(m) else { throw .invalid(key: key, value: value) }
+                    mtu = m
                 default: continue
                 }
             } else {
-                guard let n = IPNetwork(cidr: line) else { throw .invalid(key: "line", value: line) }
+                let text = String(decoding: line, as: UTF8.self)
+                guard let n = IPNetwork(cidr: text) else { throw .invalid(key: "line", value: text) }
                 guard let first = subnet else {
                     subnet = n.masked
                     continue
                 }
-                guard !([first] + others).contains(where: { $0.address.family == n.address.family }) else { throw .twoOfAFamily(line) }
+                guard !([first] + others).contains(where: { $0.address.family == n.address.family }) else { throw .twoOfAFamily(text) }
                 others.append(n.masked)
             }
         }
         guard let subnet else { throw .noSubnet }
-        return NodeSubnet(subnet: subnet, gateway: gateway, clusterCIDR: cluster, otherSubnets: others)
+        return NodeSubnet(subnet: subnet, gateway: gateway, clusterCIDR: cluster, otherSubnets: others, mtu: mtu)
+    }
+
+    /// Without leading and trailing spaces, tabs and line breaks.
+    private static func trimmed(_ line: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        func isSpace(_ b: UInt8) -> Bool { b == 0x20 || (b >= 0x09 && b <= 0x0D) }
+        guard let first = line.firstIndex(where: { !isSpace($0) }) else { return [] }
+        return line[first...line.lastIndex(where: { !isSpace($0) })!]
+    }
+
+    /// A value without one pair of surrounding double or single quotes.
+    private static func unquoted(_ value: ArraySlice<UInt8>) -> String {
+        if value.count >= 2, let q = value.first, q == UInt8(ascii: "\"") || q == UInt8(ascii: "'"), value.last == q {
+            return String(decoding: value.dropFirst().dropLast(), as: UTF8.self)
+        }
+        return String(decoding: value, as: UTF8.self)
     }
 
     /// Reads and parses the file at `path`; failures are code 7 errors naming the file.
@@ -81,17 +115,8 @@ public struct NodeSubnet: Equatable, Sendable {
                 .invalidConfig, "invalid network configuration: \(field) \(path) cannot be read: \(String(cString: strerror(error.errno)))",
                 details: "the node's provisioner writes it (e.g. flannel's /run/flannel/subnet.env); is this node set up?")
         }
-        do { return try parse(String(decoding: bytes, as: UTF8.self)) } catch {
+        do { return try parse(bytes: bytes) } catch {
             throw CNIError(.invalidConfig, "invalid network configuration: \(field) \(path): \(error)")
         }
-    }
-}
-
-extension String {
-    func unquoted() -> String {
-        if count >= 2, (hasPrefix("\"") && hasSuffix("\"")) || (hasPrefix("'") && hasSuffix("'")) {
-            return String(dropFirst().dropLast())
-        }
-        return self
     }
 }

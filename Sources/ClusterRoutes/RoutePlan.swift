@@ -54,14 +54,19 @@ public struct RoutePlan: Equatable, Sendable {
     }
 
     /// Compares the desired routes with the ones we own now (`current`: destination and gateway).
+    /// Linear: both sides are looked up by destination.
     public init(desired: [NodeRoute], current: [(destination: IPNetwork, gateway: IPAddress?)]) {
+        var gateways: [IPNetwork: IPAddress?] = [:]
+        for route in current { gateways[route.destination] = route.gateway }
+        var wanted: Set<IPNetwork> = []
         for route in desired {
-            if let existing = current.first(where: { $0.destination == route.destination }) {
-                if existing.gateway == route.gateway { keep.append(route) } else { replace.append(route) }
+            wanted.insert(route.destination)
+            if let existing = gateways[route.destination] {
+                if existing == route.gateway { keep.append(route) } else { replace.append(route) }
             } else {
                 add.append(route)
             }
         }
-        remove = current.filter { c in !desired.contains { $0.destination == c.destination } }
+        remove = current.filter { !wanted.contains($0.destination) }
     }
 }

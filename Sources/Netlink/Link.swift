@@ -19,6 +19,8 @@ public struct Link: Sendable, Equatable {
     public let peerIndex: Int32?
     /// `IFLA_IFALIAS`: a free-form label (we tag host veths with their attachment).
     public let alias: String?
+    /// A VXLAN device's settings (IFLA_INFO_DATA of kind "vxlan").
+    public let vxlan: VXLANSettings?
     /// A bridge's own bridge-netfilter switches; nil for other links, and for a bridge of a
     /// kernel built without bridge netfilter (it reports no such attributes).
     public let bridgeNetfilter: BridgeNetfilter?
@@ -29,8 +31,10 @@ public struct Link: Sendable, Equatable {
     /// A link as a test's fake kernel describes it.
     public init(
         index: Int32, name: String, flags: UInt32 = 0, mtu: UInt32 = 1500, mac: MACAddress? = nil, master: Int32? = nil,
-        kind: String? = nil, peerIndex: Int32? = nil, alias: String? = nil, bridgeNetfilter: BridgeNetfilter? = nil
+        kind: String? = nil, peerIndex: Int32? = nil, alias: String? = nil, vxlan: VXLANSettings? = nil,
+        bridgeNetfilter: BridgeNetfilter? = nil
     ) {
+        self.vxlan = vxlan
         self.index = index
         self.name = name
         self.flags = flags
@@ -54,6 +58,7 @@ public struct Link: Sendable, Equatable {
         master = attrs.u32(UInt16(IFLA_MASTER)).map { Int32(bitPattern: $0) }
         let linkInfo = attrs.nested(UInt16(IFLA_LINKINFO))
         kind = linkInfo?.string(UInt16(IFLA_INFO_KIND))
+        vxlan = kind == "vxlan" ? linkInfo?.nested(UInt16(IFLA_INFO_DATA)).flatMap(VXLANSettings.init) : nil
         bridgeNetfilter = kind == "bridge" ? linkInfo?.nested(UInt16(IFLA_INFO_DATA)).flatMap(BridgeNetfilter.init) : nil
         peerIndex = attrs.u32(UInt16(IFLA_LINK)).map { Int32(bitPattern: $0) }
         alias = attrs.string(UInt16(IFLA_IFALIAS))

@@ -33,8 +33,8 @@ public final class NetlinkSocket {
 
     /// Opens and binds a netlink socket (NETLINK_ROUTE unless told otherwise) in the calling
     /// thread's current namespace.
-    public convenience init(protocol bus: Int32 = NETLINK_ROUTE) throws(NetlinkError) {
-        try self.init(transport: MNLTransport(protocol: bus), protocol: bus)
+    public convenience init(protocol bus: Int32 = NETLINK_ROUTE, strictDumps: Bool = false) throws(NetlinkError) {
+        try self.init(transport: MNLTransport(protocol: bus, strictDumps: strictDumps), protocol: bus)
     }
 
     /// The same with a send buffer of `sendBuffer` bytes, for atomic batches larger than the
@@ -120,7 +120,7 @@ public final class NetlinkSocket {
         fileprivate var length = 0
         fileprivate var failure: NetlinkError?
 
-        /// How many requests were added so far.
+        /// How many requests were added so far (the next one's index in `batchEach`'s answer).
         public var count: Int { messages.count }
 
         /// Adds one request; `flags` are added to NLM_F_REQUEST. A message that may not carry
@@ -170,17 +170,36 @@ public final class NetlinkSocket {
         tolerate: Set<Int32> = [], atomic: Bool = false,
         _ build: (inout Batch) -> Void
     ) throws(NetlinkError) -> [NetlinkMessage] {
+        var replies: [NetlinkMessage] = []
+        let failures = try run(tolerate: tolerate, atomic: atomic, stopAtFailure: true, replies: &replies, build)
+        if let first = failures.min(by: { $0.key < $1.key }) { throw first.value }
+        return replies
+    }
+
+    /// Sends every request `build` adds, every datagram, even after requests the kernel
+    /// refused: the kernel handles each message on its own, so one refused route, neighbour or
+    /// FDB entry holds back nothing else. Returns each refused request's error under its index
+    /// in the batch (the order of `add`). Throws only when the socket itself fails.
+    public func batchEach(tolerate: Set<Int32> = [], _ build: (inout Batch) -> Void) throws(NetlinkError) -> [Int: NetlinkError] {
+        var replies: [NetlinkMessage] = []
+        return try run(tolerate: tolerate, atomic: false, stopAtFailure: false, replies: &replies, build)
+    }
+
+    private func run(
+        tolerate: Set<Int32>, atomic: Bool, stopAtFailure: Bool, replies: inout [NetlinkMessage],
+        _ build: (inout Batch) -> Void
+    ) throws(NetlinkError) -> [Int: NetlinkError] {
         var batch = Batch(socket: self, splittable: !atomic)
         build(&batch)
         if let failure = batch.failure { throw failure }
-        guard batch.messages.contains(where: \.acknowledgeable) else { return [] }
+        guard batch.messages.contains(where: \.acknowledgeable) else { return [:] }
         if atomic && batch.datagramStarts.count > 1 {
             throw NetlinkError(
                 batch.messages[0].name, errno: EMSGSIZE,
                 kernelMessage:
                     "the transaction exceeds one \(max(NetlinkSocket.maximumMessageSize, maximumTransactionSize) / 1024) KiB datagram")
         }
-        var replies: [NetlinkMessage] = []
+        var failures: [Int: NetlinkError] = [:]
         for index in batch.datagramStarts.indices {
             let (range, bytes) = batch.datagram(index)
             let messages = batch.messages[range]
@@ -191,20 +210,21 @@ public final class NetlinkSocket {
             let header = (storage + batch.messages[last].offset).assumingMemoryBound(to: nlmsghdr.self)
             header.pointee.nlmsg_flags |= UInt16(NLM_F_ACK)
             try send(bytes, operation: messages[range.lowerBound].name)
-            try awaitAcknowledgement(of: messages, last: batch.messages[last].sequence, tolerate: tolerate, replies: &replies)
+            try awaitAcknowledgement(
+                of: messages, last: batch.messages[last].sequence, tolerate: tolerate, replies: &replies, failures: &failures)
+            if stopAtFailure && !failures.isEmpty { break }
         }
-        return replies
+        return failures
     }
 
     /// Reads replies until the kernel acknowledges `last` (or reports a failure of a message
-    /// that cannot be acknowledged), keeping the first failure.
+    /// that cannot be acknowledged), recording every failure under its message's index.
     private func awaitAcknowledgement(
         of messages: ArraySlice<Batch.Message>, last: UInt32, tolerate: Set<Int32>,
-        replies: inout [NetlinkMessage]
+        replies: inout [NetlinkMessage], failures: inout [Int: NetlinkError]
     ) throws(NetlinkError) {
         // A datagram's messages carry consecutive sequence numbers.
         let first = messages[messages.startIndex]
-        var firstError: NetlinkError?
         var done = false
         while !done {
             try receive(operation: first.name) { reply in
@@ -214,8 +234,8 @@ public final class NetlinkSocket {
                 switch Int32(reply.type) {
                 case NLMSG_ERROR:
                     let (code, text) = NetlinkSocket.parseError(reply)
-                    if code != 0 && !tolerate.contains(-code) && firstError == nil {
-                        firstError = NetlinkError(request.name, errno: -code, kernelMessage: text)
+                    if code != 0 && !tolerate.contains(-code) && failures[messages.startIndex + position] == nil {
+                        failures[messages.startIndex + position] = NetlinkError(request.name, errno: -code, kernelMessage: text)
                     }
                     if reply.sequence == last || (code != 0 && !request.acknowledgeable) {
                         done = true
@@ -229,7 +249,6 @@ public final class NetlinkSocket {
                 return true
             }
         }
-        if let firstError { throw firstError }
     }
 
     /// One acknowledged request.
@@ -403,6 +422,7 @@ public final class NetlinkSocket {
         case Int32(RTM_NEWLINK), Int32(RTM_DELLINK): return MemoryLayout<ifinfomsg>.size
         case Int32(RTM_NEWADDR), Int32(RTM_DELADDR): return MemoryLayout<ifaddrmsg>.size
         case Int32(RTM_NEWROUTE), Int32(RTM_DELROUTE): return MemoryLayout<rtmsg>.size
+        case Int32(RTM_NEWNEIGH), Int32(RTM_DELNEIGH): return MemoryLayout<ndmsg>.size
         default: return 0
         }
     }

@@ -24,7 +24,9 @@ public final class MNLTransport: NetlinkTransport {
     private let socket: OpaquePointer
     public let portID: UInt32
 
-    public init(protocol bus: Int32) throws(NetlinkError) {
+    /// `strictDumps` (NETLINK_GET_STRICT_CHK, Linux 4.20) makes the kernel honour the filters in
+    /// a dump request's header (a route dump of one table and protocol) instead of sending all.
+    public init(protocol bus: Int32, strictDumps: Bool = false) throws(NetlinkError) {
         guard let socket = mnl_socket_open2(bus, Int32(SOCK_CLOEXEC.rawValue)) else { throw NetlinkError("open netlink socket") }
         guard mnl_socket_bind(socket, 0, pid_t(MNL_SOCKET_AUTOPID)) == 0 else {
             let error = NetlinkError("bind netlink socket")
@@ -35,6 +37,8 @@ public final class MNLTransport: NetlinkTransport {
         // Best effort: extended acks give readable kernel messages; capped acks keep them short.
         _ = mnl_socket_setsockopt(socket, NETLINK_EXT_ACK, &on, socklen_t(MemoryLayout<Int32>.size))
         _ = mnl_socket_setsockopt(socket, NETLINK_CAP_ACK, &on, socklen_t(MemoryLayout<Int32>.size))
+        // Best effort too: an older kernel ignores the filters, and callers filter again.
+        if strictDumps { _ = mnl_socket_setsockopt(socket, NETLINK_GET_STRICT_CHK, &on, socklen_t(MemoryLayout<Int32>.size)) }
         self.socket = socket
         self.portID = mnl_socket_get_portid(socket)
     }

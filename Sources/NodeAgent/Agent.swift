@@ -35,7 +35,7 @@ public final class Agent {
     public init(options: AgentOptions, connection: KubeConnection, socket: NetlinkSocket) throws(KubeRequestError) {
         self.options = options
         self.connection = connection
-        self.routes = NodeRoutes(nodeName: options.nodeName!, subnetFile: options.subnetFile, socket: socket)
+        self.routes = NodeRoutes(nodeName: options.nodeName!, subnetFile: options.subnetFile, socket: socket, mode: options.routing)
         self.services = ServicesSetup(clusterCIDRs: options.clusterCIDRs)
         self.loop = try TransferLoop()
         self.watcher = ResourceWatcher(

@@ -1,4 +1,5 @@
 import Addresses
+import ClusterRoutes
 
 /// The agent's command line.
 public struct AgentOptions: Equatable, Sendable {
@@ -14,6 +15,7 @@ public struct AgentOptions: Equatable, Sendable {
     public var watchTimeout = 300
     /// Enforce NetworkPolicy for this node's pods (`PolicyAgent`).
     public var networkPolicy = false
+    public var routing = RoutingMode.auto
     public var metricsAddress: String?
     public var listPageSize = 500
     /// Pod traffic from and to these is accepted in the node's FORWARD chains (`ServicesSetup`).
@@ -27,6 +29,7 @@ public struct AgentOptions: Equatable, Sendable {
             && l.cniPlugin == r.cniPlugin && l.cniConflist == r.cniConflist && l.resync == r.resync
             && l.readyFile == r.readyFile && l.backoffMax == r.backoffMax && l.watchTimeout == r.watchTimeout
             && l.networkPolicy == r.networkPolicy
+            && l.routing == r.routing
             && l.metricsAddress == r.metricsAddress && l.listPageSize == r.listPageSize
             && l.clusterCIDRs == r.clusterCIDRs
     }
@@ -36,6 +39,7 @@ public struct AgentOptions: Equatable, Sendable {
                                  [--install-cni BIN_DIR CONF_DIR [--cni-plugin FILE] [--cni-conflist FILE]]
                                  [--resync SECONDS] [--ready-file PATH] [--backoff-max SECONDS] [--watch-timeout SECONDS]
                                  [--network-policy]
+                                 [--routing auto|direct|vxlan]
                                  [--metrics-address HOST:PORT] [--list-page-size N]
                                  [--cluster-cidr CIDR]...
                bridge-ipam-agent --remove-forward-accepts
@@ -51,6 +55,9 @@ public struct AgentOptions: Equatable, Sendable {
           --watch-timeout seconds a watch request may last before it is renewed (default 300)
           --network-policy enforce NetworkPolicy for this node's pods (table inet bridge_ipam_policy); without
                          it the table is left as it is
+          --routing      how other nodes' pods are reached: auto (default) a direct route when the node's
+                         InternalIP is on one of this node's links, VXLAN (device bipam.1, VNI 1, UDP 8472)
+                         otherwise; direct: routes only; vxlan: the tunnel for every node
           --metrics-address  serve /healthz, /readyz and /metrics on HOST:PORT ([::1]:PORT, :PORT for all)
           --list-page-size   Nodes per page of the initial list (limit/continue; default 500)
           --cluster-cidr the cluster's pod CIDR (once per family): pod traffic from and to it is accepted in
@@ -89,6 +96,10 @@ public struct AgentOptions: Equatable, Sendable {
             case "--backoff-max": options.backoffMax = try seconds(flag)
             case "--watch-timeout": options.watchTimeout = max(1, Int(try seconds(flag)))
             case "--network-policy": options.networkPolicy = true
+            case "--routing":
+                let text = try value(flag)
+                guard let mode = RoutingMode(rawValue: text) else { throw UsageError(message: "--routing \(text): auto, direct or vxlan") }
+                options.routing = mode
             case "--metrics-address":
                 let address = try value(flag)
                 guard address.contains(":") else { throw UsageError(message: "--metrics-address \(address): not HOST:PORT") }

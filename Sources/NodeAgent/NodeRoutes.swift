@@ -1,26 +1,37 @@
 import Addresses
 import ClusterRoutes
+import RouteKernel
 import JSON
 import Netlink
 
 /// The agent's picture of the cluster's Nodes, and the one thing it does with it: make this
-/// node's subnet file and routing table match, with the same route plan as `routes sync`.
+/// node's subnet file, routes and VXLAN entries match (`NodeNetwork`, in the routing mode).
 ///
-/// Unlike `routes sync`, which refuses a whole file with one bad node, a node that is not ready
-/// to be routed (no podCIDR yet, as right after it joined; no InternalIP; an invalid value) is
-/// only left out and reported once; overlapping podCIDRs still stop every change.
+/// Faults stay with their node and family: a node not ready to be routed (no podCIDR yet, as
+/// right after it joined; no InternalIP of a family; an invalid value; a podCIDR overlapping
+/// another's; an entry the kernel refuses) is left out, in that family only, and reported by
+/// name once per change; every other node converges.
 public final class NodeRoutes {
     public let nodeName: String
     public let subnetFile: String
-    let sync: RouteSync
+    let network: NodeNetwork
     private(set) var nodes: [String: Result<ClusterNode, Cluster.Error>] = [:]
     /// The message last logged under each key, so a lasting problem is logged once.
     private var reported: [String: String] = [:]
+    /// The pods' MTU last worked out, kept while the underlay cannot be read.
+    private var podMTU: UInt32?
+    /// What the last sync did and found (routes desired, changes refused, nodes left out).
+    public private(set) var lastOutcome: NodeNetwork.Outcome?
 
-    public init(nodeName: String, subnetFile: String, socket: NetlinkSocket) {
+    public convenience init(nodeName: String, subnetFile: String, socket: NetlinkSocket, mode: RoutingMode = .auto) {
+        self.init(
+            nodeName: nodeName, subnetFile: subnetFile, network: NodeNetwork(mode: mode, kernel: NetlinkNetworkKernel(socket: socket)))
+    }
+
+    public init(nodeName: String, subnetFile: String, network: NodeNetwork) {
         self.nodeName = nodeName
         self.subnetFile = subnetFile
-        self.sync = RouteSync(socket: socket)
+        self.network = network
     }
 
     public var nodeCount: Int { nodes.count }
@@ -46,9 +57,10 @@ public final class NodeRoutes {
     public private(set) var routeCounts = (desired: 0, installed: 0)
 
     /// What keeps this node from being ready, as last reported (nil: nothing): it is not in the
-    /// API, it has no subnet file, or a route of its table could not be applied.
+    /// API, it has no subnet file, its tunnel cannot be set up, or a route of its table could not
+    /// be applied.
     public var readinessProblem: String? {
-        reported["self"] ?? reported["subnet"] ?? reported["cluster"]
+        reported["self"] ?? reported["subnet"] ?? reported["local"]
             ?? reported.keys.filter { $0.hasPrefix("apply") }.min().flatMap { reported[$0] }
     }
 
@@ -73,8 +85,8 @@ public final class NodeRoutes {
         nodes[name] = node
     }
 
-    /// Makes the subnet file and the routing table match the picture. Returns whether this
-    /// node can serve pods: it is in the API and its subnet file holds its podCIDRs.
+    /// Makes the subnet file, routes and tunnel match the picture. Returns whether this node
+    /// can serve pods: it is in the API and its subnet file holds its podCIDRs.
     @discardableResult
     public func reconcile() -> Bool {
         guard let entry = nodes[nodeName] else {
@@ -89,97 +101,69 @@ public final class NodeRoutes {
         case .success(let node): me = node
         }
         clear("self")
-        let subnetReady = writeSubnetFile(me)
 
-        var usable: [ClusterNode] = []
-        var problems: Set<String> = []
-        for name in nodes.keys.sorted() where name != nodeName {
-            switch nodes[name]! {
-            case .failure(let error):
-                problems.insert(name)
-                report("node " + name, "\(error); node \(name) gets no route")
-            case .success(let node):
-                do { try Cluster(nodes: [node]).validate() } catch {
-                    problems.insert(name)
-                    report("node " + name, "\(error); node \(name) gets no route until it has")
-                    continue
-                }
-                usable.append(node)
+        var peers: [ClusterNode] = []
+        var problems: [String: String] = [:]
+        peers.reserveCapacity(nodes.count)
+        for (name, entry) in nodes where name != nodeName {
+            switch entry {
+            case .failure(let error): problems[name] = "\(error); node \(name) gets no route"
+            case .success(let node): peers.append(node)
             }
         }
-        for key in reported.keys where key.hasPrefix("node ") && !problems.contains(String(key.dropFirst(5))) { reported[key] = nil }
+        let outcome = network.sync(me: me, peers: peers)
+        lastOutcome = outcome
+        routeCounts = (outcome.desiredRoutes, outcome.desiredRoutes - outcome.refusedRoutes)
+        podMTU = outcome.podMTU ?? podMTU
+        let subnetReady = writeSubnetFile(me, mtu: podMTU)
+        problems.merge(outcome.problems) { a, _ in a }
+        for (name, problem) in problems { report("node " + name, problem) }
+        for key in reported.keys where key.hasPrefix("node ") && problems[String(key.dropFirst(5))] == nil { reported[key] = nil }
+        if let problem = outcome.localProblem { report("local", problem) } else { clear("local") }
 
-        let meComplete = (try? Cluster(nodes: [me]).validate()) != nil
-        do { try Cluster(nodes: usable + (meComplete ? [me] : [])).validate() } catch {
-            report("cluster", "\(error); the routing table is left as it was")
-            return subnetReady
+        if outcome.tunnelRecreated {
+            Log.line("VXLAN device \(network.overlay.device) created (VNI \(network.overlay.vni), UDP port \(network.overlay.port))")
         }
-        clear("cluster")
-        do {
-            let desired = try RoutePlan.desiredRoutes(cluster: Cluster(nodes: usable + [me]), selfName: nodeName, localAddresses: [])
-            let before = try sync.currentRoutes()
-            let plan = RoutePlan(desired: desired, current: before)
-            guard !plan.isEmpty else {
-                clear("apply")
-                routeCounts = (desired.count, desired.count)
-                return subnetReady
+        var entries = 0
+        for change in outcome.applied {
+            switch change {
+            case .addRoute, .replaceRoute, .removeRoute: Log.line(change.description)
+            default: entries += 1
             }
-            var failure: NetlinkError?
-            do { try sync.apply(plan) } catch { failure = error }
-            let after = try sync.currentRoutes()
-            logChanges(before: before, after: after, desired: desired)
-            var installed: [IPNetwork: IPAddress?] = [:]
-            for route in after { installed[route.destination] = route.gateway }
-            routeCounts = (desired.count, desired.filter { installed[$0.destination] == .some($0.gateway) }.count)
-            if let failure {
-                report("apply", "cannot apply every route: \(failure); retrying at the next change or resync")
-            } else {
-                clear("apply")
-            }
-        } catch {
-            report("apply", "cannot read or change the routing table: \(error)")
         }
+        if entries > 0 { Log.line("\(entries) neighbour and fdb entries of \(network.overlay.device) changed") }
+        for (node, messages) in outcome.failures {
+            let whose = node.isEmpty ? "a node that left" : "node \(node)"
+            report(
+                "apply " + node,
+                "cannot apply every route: for \(whose): \(messages.joined(separator: "; ")); retrying at the next change or resync")
+        }
+        for key in reported.keys where key.hasPrefix("apply ") && outcome.failures[String(key.dropFirst(6))] == nil { reported[key] = nil }
         return subnetReady
     }
 
-    /// One line per podCIDR of this node (its `spec.podCIDRs`, primary first): the subnet file
-    /// the conflist's `ipam.subnetFile` names. Written only when it differs.
-    private func writeSubnetFile(_ me: ClusterNode) -> Bool {
+    /// One line per podCIDR of this node (its `spec.podCIDRs`, primary first), then the MTU
+    /// pods get (`FLANNEL_MTU`, as in flannel's subnet.env): the subnet file the conflist's
+    /// `ipam.subnetFile` names. Each agent has its own file, so agents sharing a machine never
+    /// share an MTU. Written only when it differs.
+    private func writeSubnetFile(_ me: ClusterNode, mtu: UInt32?) -> Bool {
         guard !me.podCIDRs.isEmpty else {
             report(
                 "subnet", "node \(nodeName) has no podCIDR yet (the controller manager sets it with --allocate-node-cidrs); no subnet file")
             return false
         }
-        let text = me.podCIDRs.map { "\($0)\n" }.joined()
+        let text = me.podCIDRs.map { "\($0)\n" }.joined() + (mtu.map { "FLANNEL_MTU=\($0)\n" } ?? "")
         do {
             if try AtomicFile.write(Array(text.utf8), to: subnetFile, mode: 0o644) {
-                Log.line("subnet file \(subnetFile) written: \(me.podCIDRs.map(\.description).joined(separator: " "))")
+                Log.line(
+                    "subnet file \(subnetFile) written: \(me.podCIDRs.map(\.description).joined(separator: " "))\(mtu.map { ", MTU \($0)" } ?? "")"
+                )
             }
             clear("subnet")
             return true
         } catch {
             report("subnet", "\(error)")
             return false
-        }
-    }
-
-    private func logChanges(
-        before: [(destination: IPNetwork, gateway: IPAddress?)], after: [(destination: IPNetwork, gateway: IPAddress?)],
-        desired: [NodeRoute]
-    ) {
-        func node(_ destination: IPNetwork) -> String { desired.first { $0.destination == destination }.map { " (\($0.node))" } ?? "" }
-        func via(_ gateway: IPAddress?) -> String { gateway.map { " via \($0)" } ?? "" }
-        for route in before where !after.contains(where: { $0.destination == route.destination }) {
-            Log.line("route removed \(route.destination)\(via(route.gateway))")
-        }
-        for route in after {
-            if let old = before.first(where: { $0.destination == route.destination }) {
-                if old.gateway != route.gateway {
-                    Log.line("route replaced \(route.destination)\(via(route.gateway))\(node(route.destination)), was\(via(old.gateway))")
-                }
-            } else {
-                Log.line("route added \(route.destination)\(via(route.gateway))\(node(route.destination))")
-            }
         }
     }
 

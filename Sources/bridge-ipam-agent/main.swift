@@ -45,7 +45,7 @@ do {
     let connection =
         try options.kubeconfig.map { (path) throws(KubeConnection.Error) in try KubeConnection.kubeconfig(path: path) }
         ?? KubeConnection.inCluster(environment: environment)
-    let agent = try Agent(options: options, connection: connection, socket: try NetlinkSocket())
+    let agent = try Agent(options: options, connection: connection, socket: try NetlinkSocket(strictDumps: true))
     if options.networkPolicy { PolicyAgent(options: options, connection: connection).start() }
     exit(agent.run())
 } catch {

@@ -3,7 +3,7 @@ import Glibc
 #endif
 import BridgePlugin
 import CNI
-import ClusterRoutes
+import RoutesCommand
 import SystemIO
 
 // With arguments, the binary is the node tool (`bridge-ipam routes sync ...`, `--version`,

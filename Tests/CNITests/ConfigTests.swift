@@ -182,6 +182,28 @@ extension String {
         #expect(node.subnet.description == "10.244.1.0/24")
         #expect(node.gateway?.description == "10.244.1.1")
         #expect(node.clusterCIDR?.description == "10.244.0.0/16")
+        #expect(node.mtu == 1450)
+    }
+
+    @Test func crlfQuotesAndSpacesAreReadByteByByte() throws {
+        let node = try NodeSubnet.parse(
+            "# written on Windows\r\n  FLANNEL_SUBNET=\"10.244.3.1/24\"\r\nFLANNEL_MTU='1400'\t\r\n\r\nfd00:10:244:3::/64\r\n")
+        #expect(node.subnet.description == "10.244.3.0/24" && node.gateway?.description == "10.244.3.1")
+        #expect(node.mtu == 1400 && node.otherSubnets.map(\.description) == ["fd00:10:244:3::/64"])
+        #expect(throws: NodeSubnet.ParseError.invalid(key: "line", value: "10.244.3.0/33")) { try NodeSubnet.parse("10.244.3.0/33\r\n") }
+        #expect(throws: NodeSubnet.ParseError.noSubnet) { try NodeSubnet.parse("\r\n \t\n#x\n=\n") }
+    }
+
+    @Test func theAgentsFileCarriesTheMTUAfterItsCIDRs() throws {
+        let node = try NodeSubnet.parse("10.244.2.0/24\nfd00:10:244:2::/64\nFLANNEL_MTU=1450\n")
+        #expect(node.mtu == 1450 && node.otherSubnets.count == 1)
+        #expect(try NodeSubnet.parse("10.244.2.0/24\n").mtu == nil)
+        #expect(throws: NodeSubnet.ParseError.invalid(key: "FLANNEL_MTU", value: "67")) {
+            try NodeSubnet.parse("10.244.2.0/24\nFLANNEL_MTU=67\n")
+        }
+        #expect(throws: NodeSubnet.ParseError.invalid(key: "FLANNEL_MTU", value: "65536")) {
+            try NodeSubnet.parse("10.244.2.0/24\nFLANNEL_MTU=65536\n")
+        }
     }
 
     @Test func aBarePodCIDRLineIsTheSubnet() throws {

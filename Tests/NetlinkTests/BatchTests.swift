@@ -120,6 +120,31 @@ private func isAcknowledged(_ message: WireMessage) -> Bool { message.flags & UI
         #expect(fake.sent.count == 1)
     }
 
+    @Test func batchEachSendsEveryDatagramAndNamesEachRefusedMessage() throws {
+        // Failures in the first and the last datagram, two in one datagram.
+        let fake = FakeTransport { datagram, index in
+            Kernel.acknowledge(
+                datagram, fail: index == 0 ? [5: (EEXIST, "File exists"), 7: (ENETUNREACH, nil)] : index == 2 ? [3: (EINVAL, nil)] : [:])
+        }
+        let failures = try socket(fake).batchEach { batch in
+            for i in 0..<300 { NetlinkSocket.addRoute(route(i), to: &batch) }
+        }
+        #expect(fake.sent.count == 3, "no datagram is held back by an earlier failure")
+        #expect(failures.keys.sorted() == [5, 7, 259])
+        #expect(failures[5]?.errno == EEXIST && failures[5]?.kernelMessage == "File exists")
+        #expect(failures[5]?.operation == "add route 10.0.5.0/24 via 172.16.0.1")
+        #expect(failures[259]?.errno == EINVAL)
+    }
+
+    @Test func batchEachTakesToleratedErrorsAsSuccess() throws {
+        let fake = FakeTransport { datagram, _ in Kernel.acknowledge(datagram, fail: [0: (ESRCH, nil), 1: (EEXIST, nil)]) }
+        let failures = try socket(fake).batchEach(tolerate: [ESRCH]) { batch in
+            NetlinkSocket.deleteRoute(route(1), to: &batch)
+            NetlinkSocket.addRoute(route(2), to: &batch)
+        }
+        #expect(failures.keys.sorted() == [1])
+    }
+
     @Test func staleRepliesAndOtherPortsAreSkipped() throws {
         let fake = FakeTransport { datagram, _ in
             let message = Wire.messages(datagram)[0]

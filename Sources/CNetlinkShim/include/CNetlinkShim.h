@@ -14,6 +14,7 @@
 #include <linux/if_link.h>
 #include <linux/if_addr.h>
 #include <linux/veth.h>
+#include <linux/neighbour.h>
 #include <linux/ip.h>
 #include <libmnl/libmnl.h>
 

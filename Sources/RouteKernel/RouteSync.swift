@@ -1,4 +1,5 @@
 import Addresses
+import ClusterRoutes
 import Netlink
 
 /// Applies a route plan to the main routing table of the caller's namespace.
@@ -8,7 +9,7 @@ import Netlink
 /// error), replaces and deletes match our protocol only.
 public struct RouteSync {
     /// The route protocol that marks bridge-ipam's routes (`ip route show proto 212`).
-    public static let routeProtocol: UInt8 = 212
+    public static let routeProtocol = NodeNetwork.routeProtocol
 
     let socket: NetlinkSocket
 
@@ -22,8 +23,9 @@ public struct RouteSync {
     /// Our routes in the main table, of both families.
     public func currentRoutes() throws(NetlinkError) -> [(destination: IPNetwork, gateway: IPAddress?)] {
         let main = UInt32(254)
-        return try (socket.routes(family: .v4) + socket.routes(family: .v6))
-            .filter { $0.routeProtocol == RouteSync.routeProtocol && $0.table == main }
+        return try
+            (socket.routes(family: .v4, table: main, routeProtocol: RouteSync.routeProtocol)
+            + socket.routes(family: .v6, table: main, routeProtocol: RouteSync.routeProtocol))
             .map { ($0.destination, $0.gateway) }
     }
 

@@ -2,6 +2,8 @@
 import Glibc
 #endif
 import Addresses
+import ClusterRoutes
+import RouteKernel
 import Netlink
 import SystemIO
 
@@ -43,7 +45,7 @@ public enum RoutesCommand {
         }
         do {
             let cluster = try Cluster.parse(text)
-            let sync = RouteSync(socket: try NetlinkSocket())
+            let sync = RouteSync(socket: try NetlinkSocket(strictDumps: true))
             let desired = try RoutePlan.desiredRoutes(cluster: cluster, selfName: nodeName, localAddresses: try sync.localAddresses())
             let plan = RoutePlan(desired: desired, current: try sync.currentRoutes())
             for route in plan.add { print("add      \(route)") }
