@@ -220,8 +220,9 @@ demo-node: build
 	bash scripts/demo-node.sh
 
 bench: build
-	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(BENCH_DEPS)"
+	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(BENCH_DEPS) $(AGENT_TEST_DEPS)"
 	bash scripts/bench.sh
+	bash scripts/bench-netpol.sh
 	bash scripts/bench-overlay.sh
 	bash scripts/bench-agent.sh
 

@@ -20,6 +20,7 @@ SUITES=(
     scripts/test-options.sh
     scripts/test-dualstack.sh
     scripts/test-agent.sh
+    scripts/test-netpol.sh
     scripts/test-vxlan.sh
     scripts/test-agent-production.sh
     scripts/test-services.sh

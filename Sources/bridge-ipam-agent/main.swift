@@ -52,6 +52,7 @@ do {
         try options.kubeconfig.map { (path) throws(KubeConnection.Error) in try KubeConnection.kubeconfig(path: path) }
         ?? KubeConnection.inCluster(environment: environment)
     let agent = try Agent(options: options, connection: connection, socket: try NetlinkSocket(strictDumps: true))
+    if options.networkPolicy { PolicyAgent(options: options, connection: connection).start() }
     exit(agent.run())
 } catch {
     Log.line("\(error)")
