@@ -13,14 +13,11 @@ public struct AgentOptions: Equatable, Sendable {
     public var readyFile: String?
     public var backoffMax = 30.0
     public var watchTimeout = 300
-<<<<<<< HEAD
     /// Masquerade traffic leaving the cluster CIDRs (`--cluster-cidr`, else the conflist's
     /// `ipam.clusterCIDR`; see `NodeMasquerade`).
     public var masquerade = false
-=======
     /// Enforce NetworkPolicy for this node's pods (`PolicyAgent`).
     public var networkPolicy = false
->>>>>>> main
     public var routing = RoutingMode.auto
     public var metricsAddress: String?
     public var listPageSize = 500
@@ -105,11 +102,8 @@ public struct AgentOptions: Equatable, Sendable {
             case "--ready-file": options.readyFile = try value(flag)
             case "--backoff-max": options.backoffMax = try seconds(flag)
             case "--watch-timeout": options.watchTimeout = max(1, Int(try seconds(flag)))
-<<<<<<< HEAD
             case "--masquerade": options.masquerade = true
-=======
             case "--network-policy": options.networkPolicy = true
->>>>>>> main
             case "--routing":
                 let text = try value(flag)
                 guard let mode = RoutingMode(rawValue: text) else { throw UsageError(message: "--routing \(text): auto, direct or vxlan") }
