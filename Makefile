@@ -18,14 +18,16 @@ RUN_DEPS       := iproute2 iputils-ping jq containernetworking-plugins python3 p
 # client (Python gRPC) driving containerd's CRI plugin as kubelet does, and podman (CNI backend).
 # objdump (binutils) reads the glibc versions the installed plugin needs.
 TEST_DEPS      := golang-go golang-github-appc-cni-dev containerd runc busybox-static iptables util-linux \
-                  python3-grpcio python3-grpc-tools podman strace binutils
+                  python3-grpcio python3-grpc-tools python3-yaml podman strace binutils
 # The node agent's tests: a stand-in API server with a CA made by openssl, driven with curl and
 # checked with kubectl (Debian's kubernetes-client when no kubectl is installed); promtool
 # (Debian's prometheus) validates /metrics.
 AGENT_TEST_DEPS := openssl curl prometheus
 BENCH_DEPS     := gcc libc6-dev iptables iperf3 valgrind
+# `make image`: podman builds the DaemonSet's image from files of Debian packages (mmdebstrap).
+IMAGE_DEPS     := podman mmdebstrap
 
-.PHONY: all build buildinfo sysroot static-libs hot-symbols deps lint format unit-test integration-test br-netfilter test fuzz demo demo-agents demo-overlay demo-dualstack demo-node bench install install-agent uninstall clean
+.PHONY: all build manifest image buildinfo sysroot static-libs hot-symbols deps lint format unit-test integration-test br-netfilter test fuzz demo demo-agents demo-overlay demo-dualstack demo-node bench install install-agent uninstall clean
 
 all: build
 
@@ -56,11 +58,13 @@ SWIFT_WERROR   := -Xswiftc -warnings-as-errors -Xcc -Werror
 # lld links the functions a pod event runs next to each other (build/hot-symbols.txt, made by
 # `make hot-symbols`): fewer page faults and a smaller peak RSS (see scripts/hot-symbols.sh).
 #
-# `bridge-ipam --version`: the git commit (and VERSION when given, e.g. `make build VERSION=0.2.0`;
-# otherwise the default in Sources/CBuildInfo) go into a generated header that only
-# Sources/CBuildInfo includes. It is rewritten only when its content changes, and the include
-# flag is constant, so a new commit recompiles one C file and relinks.
-VERSION        ?=
+# `bridge-ipam --version` and `bridge-ipam-agent --version`: the git commit and the release's
+# version (the file VERSION, the one source of it; the image's tag and deploy/'s manifest say the
+# same, scripts/test-manifest.sh checks) go into a generated header that only
+# Sources/CBuildInfo includes; a plain `swift build` says VERSION-dev. It is rewritten only when
+# its content changes, and the include flag is constant, so a new commit recompiles one C file
+# and relinks.
+VERSION        ?= $(shell cat $(CURDIR)/VERSION)
 BUILD_INFO_DIR := $(CURDIR)/.build/buildinfo
 SWIFT_INFO     := -Xcc -I$(BUILD_INFO_DIR)
 STATIC_LIBS    := $(CURDIR)/.build/static-libs
@@ -150,7 +154,8 @@ buildinfo:
 	  && rm $(BUILD_INFO_DIR)/bridge_ipam_build.h.tmp \
 	  || mv $(BUILD_INFO_DIR)/bridge_ipam_build.h.tmp $(BUILD_INFO_DIR)/bridge_ipam_build.h
 
-integration-test: build br-netfilter
+# The DaemonSet suite (scripts/test-daemonset.sh) imports `make image`'s archive into its nodes.
+integration-test: build br-netfilter image
 	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(TEST_DEPS) $(AGENT_TEST_DEPS)"
 	@command -v kubectl >/dev/null || $(MAKE) --no-print-directory deps BUILD_DEPS=kubernetes-client
 	bash scripts/test-integration.sh
@@ -163,6 +168,17 @@ br-netfilter:
 	@[ -d /proc/sys/net/bridge ] || { echo "loading br_netfilter"; modprobe br_netfilter; }
 
 test: unit-test integration-test
+
+# deploy/bridge-ipam.yaml's ConfigMap and image tag, from conf/10-bridge-ipam.conflist and VERSION
+# (scripts/test-manifest.sh fails when they differ).
+manifest:
+	/usr/bin/python3 scripts/manifest.py write
+
+# The DaemonSet's image, tagged localhost/bridge-ipam:VERSION and :latest, and
+# .build/image/bridge-ipam.tar for `ctr -n k8s.io images import` (scripts/make-image.sh).
+image: build
+	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(IMAGE_DEPS)"
+	bash scripts/make-image.sh
 
 # The toolchain's formatter, with the repository's .swift-format: `make format` rewrites the tree,
 # `make lint` (run by CI) fails on any difference.
@@ -204,8 +220,9 @@ demo-node: build
 	bash scripts/demo-node.sh
 
 bench: build
-	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(BENCH_DEPS)"
+	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(BENCH_DEPS) $(AGENT_TEST_DEPS)"
 	bash scripts/bench.sh
+	bash scripts/bench-netpol.sh
 	bash scripts/bench-overlay.sh
 	bash scripts/bench-agent.sh
 

@@ -18,8 +18,10 @@ import PackageDescription
 //   CProcessStart C: argv for the Swift runtime without its /proc/self/maps scan at start-up
 //   bridge-ipam   a thin main: the CNI plugin, or the node command when given arguments
 //   CCurl         C: libcurl, with typed wrappers for its variadic calls
+//   NetworkPolicy NetworkPolicy semantics: pods, namespaces, policies decoded; a node's rules as data
 //   CYAML         libyaml (system library), for kubeconfigs; linked statically in release builds
-//   NodeAgent     the Kubernetes node agent: list + watch Nodes, subnet file, routes (ClusterRoutes)
+//   NodeAgent     the Kubernetes node agent: list + watch Nodes, subnet file, routes (ClusterRoutes),
+//                 the cluster's masquerade rule (NFTables)
 //   bridge-ipam-agent  its main; a program of its own, so the plugin links none of it
 let package = Package(
     name: "bridge-ipam",
@@ -50,20 +52,26 @@ let package = Package(
         .executableTarget(
             name: "bridge-ipam", dependencies: ["BridgePlugin", "RoutesCommand", "CNI", "CBuildInfo", "CProcessStart", "SystemIO"]),
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
+        .target(name: "NetworkPolicy", dependencies: ["Addresses", "JSON"]),
         .systemLibrary(name: "CYAML", providers: [.apt(["libyaml-dev"])]),
         .target(
             name: "NodeAgent",
-            dependencies: ["Addresses", "CCurl", "ClusterRoutes", "RouteKernel", "CYAML", "JSON", "Netlink", "NFTables", "SystemIO"]),
-        .executableTarget(name: "bridge-ipam-agent", dependencies: ["NodeAgent", "Netlink"]),
+            dependencies: [
+                "Addresses", "CCurl", "ClusterRoutes", "RouteKernel", "CYAML", "JSON", "Netlink", "NetworkPolicy", "NFTables", "SystemIO",
+            ]),
+        .executableTarget(name: "bridge-ipam-agent", dependencies: ["NodeAgent", "Netlink", "CBuildInfo"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "SystemIOTests", dependencies: ["SystemIO"]),
         .testTarget(name: "AddressesTests", dependencies: ["Addresses"]),
         .testTarget(name: "IPAMTests", dependencies: ["Addresses", "IPAM", "SystemIO"]),
         .testTarget(name: "ClusterRoutesTests", dependencies: ["Addresses", "ClusterRoutes"]),
         .testTarget(name: "NFTablesTests", dependencies: ["Addresses", "NFTables", "Netlink"]),
-        .testTarget(name: "NetlinkTests", dependencies: ["Addresses", "CNetlinkShim", "Netlink", "NFTables"]),
+        .testTarget(name: "NetlinkTests", dependencies: ["Addresses", "CNetlinkShim", "CNFTNL", "Netlink", "NFTables"]),
         .testTarget(name: "CNITests", dependencies: ["Addresses", "CNI", "JSON", "IPAM"]),
         .testTarget(name: "BridgePluginTests", dependencies: ["BridgePlugin", "Addresses", "CNI", "IPAM", "JSON", "Netlink", "SystemIO"]),
-        .testTarget(name: "NodeAgentTests", dependencies: ["NodeAgent", "ClusterRoutes", "Addresses", "JSON", "SystemIO"]),
+        .testTarget(
+            name: "NodeAgentTests",
+            dependencies: ["NodeAgent", "ClusterRoutes", "Addresses", "JSON", "NetworkPolicy", "NFTables", "Netlink", "SystemIO"]),
+        .testTarget(name: "NetworkPolicyTests", dependencies: ["NetworkPolicy", "Addresses", "JSON"]),
     ]
 )

@@ -66,6 +66,9 @@ class Fuzzer:
                          "rangeEnd": r.choice(["10.88.0.20", "10.88.0.5", "fd00::1"]), "gateway": r.choice(["10.88.0.1", "10.88.0.15", "10.99.0.1"])})
         elif shape == 3:
             ipam["subnetFile"] = r.choice([os.path.join(self.sandbox, "subnet.env"), self.plain_file, self.fifo, "/nonexistent"])
+            # ADD waits up to subnetFileWait (default 10 s) for a missing file: none here, so a
+            # case stays quick (a mutation that drops this still ends within --timeout).
+            ipam["subnetFileWait"] = 0
             if r.random() < 0.5:
                 ipam["clusterCIDR"] = r.choice(["10.88.0.0/16", "10.0.0.0/8", "192.168.0.0/16", "x"])
         else:
@@ -236,7 +239,7 @@ def main():
     ap.add_argument("--pod-netns", nargs="+", required=True)
     ap.add_argument("--seed", type=int, default=9)
     ap.add_argument("--cases", type=int, default=300)
-    ap.add_argument("--timeout", type=float, default=10)
+    ap.add_argument("--timeout", type=float, default=20)  # above ipam.subnetFileWait's default
     args = ap.parse_args()
     fuzzer = Fuzzer(args)
     for n in range(args.cases):

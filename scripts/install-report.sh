@@ -47,7 +47,8 @@ fi
 echo "  2. Write the node's pod subnet to $subnet_file ($state), e.g."
 echo "       mkdir -p $(dirname "$subnet_file") && kubectl get node \"\$(hostname)\" -o jsonpath='{.spec.podCIDR}' > $subnet_file"
 echo "     or let the bridge-ipam agent keep it (make install-agent). /run is emptied at boot:"
-echo "     until the file is rewritten, every pod fails with code 7 naming the file."
+echo "     until the file is rewritten, ADD waits for it (ipam.subnetFileWait, 10 s), then fails"
+echo "     with code 11 naming the file."
 echo "  3. Check that $cluster is the cluster's pod CIDR (kube-controller-manager --cluster-cidr);"
 echo "     otherwise edit ipam.clusterCIDR in $conflist."
 missing=
@@ -64,4 +65,5 @@ if [ -n "$earlier" ]; then
     echo "  4. $confdir holds configs sorting before ours ($(echo $earlier)): containerd and CRI-O"
     echo "     use only the first one. Remove or rename them."
 fi
-echo "  Between nodes, pods need routes: bridge-ipam routes sync (README, \"A cluster\")."
+echo "  Between nodes, pods need routes: bridge-ipam routes sync (README, \"A cluster\"); to reach"
+echo "  beyond the cluster, masquerade (the agent's --masquerade, or ipMasq with ipMasqExclude)."

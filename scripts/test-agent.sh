@@ -52,9 +52,11 @@ if command -v kubectl >/dev/null; then
         = '[true,[{"operator":"Exists"}],{"add":["NET_ADMIN"],"drop":["ALL"]},true]'
     check "the DaemonSet mounts /opt/cni/bin, /etc/cni/net.d and /run/bridge-ipam from the host" test \
         "$(jq -c '[.volumes[] | select(.hostPath) | .hostPath.path] | sort' <<<"$ds")" = '["/etc/cni/net.d","/opt/cni/bin","/run/bridge-ipam"]'
-    check "the ClusterRole allows get, list and watch on nodes, nothing else" test \
+    check "the ClusterRole allows get, list and watch on nodes, pods, namespaces, networkpolicies, nothing else" test \
         "$(kc --kubeconfig "$KUBECONFIG_FILE" create --dry-run=client --validate=false -o json -f "$REPO/deploy/bridge-ipam.yaml" | jq -c 'select(.kind == "ClusterRole") | .rules')" \
-        = '[{"apiGroups":[""],"resources":["nodes"],"verbs":["get","list","watch"]}]'
+        = '[{"apiGroups":[""],"resources":["nodes","pods","namespaces"],"verbs":["get","list","watch"]},{"apiGroups":["networking.k8s.io"],"resources":["networkpolicies"],"verbs":["get","list","watch"]}]'
+elif [ "${CI:-}" = true ]; then
+    fail "kubectl is not installed (make integration-test installs it): a SKIP, but CI=true"
 else
     echo "skip: kubectl is not installed (make integration-test installs it), so the server's fidelity and deploy/ are unchecked"
 fi

@@ -5,11 +5,14 @@
 # names. containerd runs inside the node namespace and in a private mount namespace in which
 # /run and /var/lib/cni are this run's own directories ($RUN_DIR/run, $RUN_DIR/var-lib-cni), so
 # the subnet file, containerd's pod namespaces and shim sockets, libcni's cache and the leases
-# never touch the machine's. A runtime that cannot start here is skipped, saying why.
+# never touch the machine's (/var/lib/cni need not exist on the machine: scripts/private-mounts.sh
+# adds it in the namespace only). A runtime that cannot start here is skipped, saying why, except
+# under CI=true, where it fails.
 source "$(dirname "$0")/lib.sh"
 
 setup_run
-skip() { echo "SKIP $1"; }
+# Under CI=true nothing the README promises may be skipped: what would be a SKIP fails.
+skip() { if [ "${CI:-}" = true ]; then fail "$1 (a SKIP, but CI=true)"; else echo "SKIP $1"; fi; }
 PY=/usr/bin/python3   # Debian's python3-grpcio lives in the system interpreter
 ROOT=$RUN_DIR/root    # DESTDIR of `make install`
 BINDIR=$ROOT/opt/cni/bin
@@ -83,9 +86,9 @@ state = "$CTRD/state"
     bin_dir = "$BINDIR"
     conf_dir = "$CONFDIR"
 TOML
-nsenter --net=/run/netns/$RUN-node unshare -m --propagation private sh -c '
-    mount --bind "$1" /run && mount --bind "$2" /var/lib/cni && exec containerd --config "$3"' \
-    sh "$NODE_RUN" "$RUN_DIR/var-lib-cni" "$CTRD/config.toml" >"$CTRD/containerd.log" 2>&1 &
+# /var/lib/cni need not exist on the machine (scripts/private-mounts.sh never creates it there).
+nsenter --net=/run/netns/$RUN-node unshare -m --propagation private sh "$REPO/scripts/private-mounts.sh" "$CTRD" \
+    "$NODE_RUN:/run" "$RUN_DIR/var-lib-cni:/var/lib/cni" -- containerd --config "$CTRD/config.toml" >"$CTRD/containerd.log" 2>&1 &
 containerd_pid=$!
 for _ in $(seq 100); do cri version >/dev/null 2>&1 && break; sleep 0.1; done
 if ! version=$(cri version 2>&1); then
@@ -124,7 +127,7 @@ if out=$(cri run early default uid-0 --cgroup-parent "$CGROUP_PARENT" 2>&1); the
     fail "RunPodSandbox succeeded without a subnet file"
 else
     echo "kubelet sees: ${out:0:300}"
-    check "RunPodSandbox fails, naming the missing subnet file" grep -q "subnetFile $subnet_file cannot be read" <<<"$out"
+    check "RunPodSandbox fails after the plugin waited for the subnet file (code 11), naming it" grep -q "subnetFile $subnet_file does not exist yet" <<<"$out"
     check "...and leaves no lease, veth, namespace or sandbox behind" pod_left early
 fi
 

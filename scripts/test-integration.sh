@@ -5,6 +5,7 @@ total_passed=0
 total_failed=0
 # One suite per line, so that adding a suite never conflicts with another.
 SUITES=(
+    scripts/test-manifest.sh
     scripts/test-cli.sh
     scripts/test-readme.sh
     scripts/test-plugin.sh
@@ -15,9 +16,11 @@ SUITES=(
     scripts/test-masq.sh
     scripts/test-runtimes.sh
     scripts/test-cri.sh
+    scripts/test-daemonset.sh
     scripts/test-options.sh
     scripts/test-dualstack.sh
     scripts/test-agent.sh
+    scripts/test-netpol.sh
     scripts/test-vxlan.sh
     scripts/test-agent-production.sh
     scripts/test-services.sh

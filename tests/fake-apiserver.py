@@ -9,6 +9,8 @@ line: ADDED, MODIFIED, DELETED, BOOKMARK, ERROR), 410 Gone for a compacted resou
 A control port (plain HTTP; bind it to 127.0.0.1) changes the cluster:
   POST /nodes      [{"name","ip","podCIDR"|"podCIDRs"}...] or Node objects: add or modify
   POST /delete     ["name", ...]
+  POST /objects    {"resource": "pods"|"namespaces"|"networkpolicies", "items": [objects]}: add or modify
+  POST /delete-objects {"resource": ..., "keys": ["namespace/name" or "name", ...]}
   POST /expire     compact history: open watches get ERROR 410, older resourceVersions get 410
                    (and so do the continue tokens of lists begun before)
   POST /fail-watches {"count": N, "code": C, "as": "event"|"status", "message": "..."}: the next N
@@ -34,7 +36,10 @@ from urllib.parse import parse_qs, urlparse
 lock = threading.Condition()
 nodes = {}          # name -> Node object
 node_json = {}      # name -> its JSON text (lists of thousands of nodes are joined, not re-encoded)
-events = []         # (rv, type, object)
+# The other kinds served, by resource name: key ("name", or "namespace/name") -> object.
+stores = {"nodes": nodes, "pods": {}, "namespaces": {}, "networkpolicies": {}}
+KINDS = {"nodes": "Node", "pods": "Pod", "namespaces": "Namespace", "networkpolicies": "NetworkPolicy"}
+events = []         # (rv, type, object, resource)
 rv = 100
 compacted = 0       # watches from a resourceVersion below this get 410
 expire_generation = 0
@@ -68,17 +73,18 @@ def node_object(spec):
     return node
 
 
-def record(kind, obj):
+def record(kind, obj, resource="nodes"):
     """Appends an event under the lock; returns the new resourceVersion."""
     global rv
     rv += 1
     obj["metadata"]["resourceVersion"] = str(rv)
     text = json.dumps(obj)
-    if kind == "DELETED":
-        node_json.pop(obj["metadata"]["name"], None)
-    else:
-        node_json[obj["metadata"]["name"]] = text.encode()
-    events.append((rv, kind, json.loads(text)))
+    if resource == "nodes":
+        if kind == "DELETED":
+            node_json.pop(obj["metadata"]["name"], None)
+        else:
+            node_json[obj["metadata"]["name"]] = text.encode()
+    events.append((rv, kind, json.loads(text), resource))
     lock.notify_all()
     return rv
 
@@ -89,7 +95,7 @@ DISCOVERY = {
     "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
         {"name": g, "versions": [{"groupVersion": f"{g}/v1", "version": "v1"}],
          "preferredVersion": {"groupVersion": f"{g}/v1", "version": "v1"}}
-        for g in ("apps", "rbac.authorization.k8s.io")]},
+        for g in ("apps", "rbac.authorization.k8s.io", "networking.k8s.io")]},
 }
 
 
@@ -102,7 +108,9 @@ def resources(group_version, entries):
 
 DISCOVERY["/api/v1"] = resources("v1", [("nodes", "Node", False, ["no"]), ("namespaces", "Namespace", False, ["ns"]),
                                         ("serviceaccounts", "ServiceAccount", True, ["sa"]),
-                                        ("configmaps", "ConfigMap", True, ["cm"])])
+                                        ("configmaps", "ConfigMap", True, ["cm"]), ("pods", "Pod", True, ["po"])])
+DISCOVERY["/apis/networking.k8s.io/v1"] = resources(
+    "networking.k8s.io/v1", [("networkpolicies", "NetworkPolicy", True, ["netpol"])])
 DISCOVERY["/apis/apps/v1"] = resources("apps/v1", [("daemonsets", "DaemonSet", True, ["ds"])])
 DISCOVERY["/apis/rbac.authorization.k8s.io/v1"] = resources(
     "rbac.authorization.k8s.io/v1", [("clusterroles", "ClusterRole", False, []),
@@ -160,6 +168,19 @@ class APIHandler(BaseHTTPRequestHandler):
             if query.get("watch") in ("1", "true"):
                 return self.watch(query)
             return self.list(query)
+        collection = self.collection(path)
+        if collection:
+            resource, namespace = collection
+            if query.get("watch") in ("1", "true"):
+                return self.watch(query, resource, namespace)
+            return self.list_objects(query, resource, namespace)
+        if path.startswith("/api/v1/namespaces/") and path.count("/") == 4:
+            with lock:
+                ns = stores["namespaces"].get(path.rsplit("/", 1)[1])
+                body = json.loads(json.dumps(ns)) if ns else None
+            if body:
+                return self.send_json(200, body)
+            return self.send_json(404, status(404, "NotFound", f'namespaces "{path.rsplit("/", 1)[1]}" not found'))
         if path.startswith("/api/v1/nodes/"):
             with lock:
                 node = nodes.get(path.rsplit("/", 1)[1])
@@ -208,11 +229,44 @@ class APIHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    @staticmethod
+    def collection(path):
+        """(resource, namespace or None) for a list/watch path of pods, namespaces or networkpolicies."""
+        for prefix, resource in (("/api/v1/", "pods"), ("/api/v1/", "namespaces"), ("/apis/networking.k8s.io/v1/", "networkpolicies")):
+            if path == prefix + resource:
+                return resource, None
+            if resource != "namespaces" and path.startswith(prefix + "namespaces/") \
+                    and path.endswith("/" + resource) and path.count("/") == prefix.count("/") + 2:
+                return resource, path[len(prefix + "namespaces/"):-len("/" + resource)]
+        return None
+
+    @staticmethod
+    def visible(obj, namespace):
+        return namespace is None or obj["metadata"].get("namespace") == namespace
+
+    def list_objects(self, query, resource, namespace):
+        """Pods, namespaces, networkpolicies: a list at the current resourceVersion, paged by offset."""
+        with lock:
+            counters["lists"] += 1
+            store = stores[resource]
+            items = [json.loads(json.dumps(store[n])) for n in sorted(store) if self.visible(store[n], namespace)]
+            version = str(rv)
+        start = int(query.get("continue") or 0)
+        limit = int(query.get("limit") or 0)
+        metadata = {"resourceVersion": version}
+        if limit and start + limit < len(items):
+            metadata["continue"] = str(start + limit)
+            items = items[start:start + limit]
+        else:
+            items = items[start:]
+        api_version = "networking.k8s.io/v1" if resource == "networkpolicies" else "v1"
+        self.send_json(200, {"kind": KINDS[resource] + "List", "apiVersion": api_version, "metadata": metadata, "items": items})
+
     def chunk(self, data):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
-    def watch(self, query):
+    def watch(self, query, resource="nodes", namespace=None):
         version = query.get("resourceVersion", "")
         timeout = float(query.get("timeoutSeconds") or 1800)
         bookmarks = query.get("allowWatchBookmarks") in ("1", "true")
@@ -241,7 +295,9 @@ class APIHandler(BaseHTTPRequestHandler):
             else:
                 expired = None
                 if version in ("", "0"):
-                    backlog = [(rv, "ADDED", json.loads(json.dumps(nodes[n]))) for n in sorted(nodes)]
+                    store = stores[resource]
+                    backlog = [(rv, "ADDED", json.loads(json.dumps(store[n])))
+                               for n in sorted(store) if self.visible(store[n], namespace)]
                     last = rv
                 else:
                     last = int(version)
@@ -266,11 +322,13 @@ class APIHandler(BaseHTTPRequestHandler):
                     if not pending and generation == expire_generation:
                         lock.wait(timeout=max(0.01, min(deadline, next_bookmark) - time.monotonic()))
                         pending = [e for e in events if e[0] > last]
+                    mine = [e for e in pending if e[3] == resource and self.visible(e[2], namespace)]
                     expired_now = generation != expire_generation
                     current = rv
-                for event_rv, kind, obj in pending:
+                for _, kind, obj, _ in mine:
                     self.chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
-                    last = event_rv
+                if pending:
+                    last = pending[-1][0]
                 if expired_now:
                     self.chunk(json.dumps({"type": "ERROR", "object": status(
                         410, "Expired", f"too old resource version: {last} ({compacted})")}).encode() + b"\n")
@@ -280,7 +338,7 @@ class APIHandler(BaseHTTPRequestHandler):
                     break
                 if bookmarks and now >= next_bookmark:
                     self.chunk(json.dumps({"type": "BOOKMARK", "object": {
-                        "kind": "Node", "apiVersion": "v1", "metadata": {"resourceVersion": str(current)}}}).encode() + b"\n")
+                        "kind": KINDS[resource], "apiVersion": "v1", "metadata": {"resourceVersion": str(current)}}}).encode() + b"\n")
                     last = max(last, current)
                     next_bookmark = now + args.bookmark_interval
             self.wfile.write(b"0\r\n\r\n")
@@ -387,6 +445,31 @@ class ControlHandler(BaseHTTPRequestHandler):
                 watch_failures.clear()
                 watch_failures.update(body)
             self.reply({"failing": body.get("count", 0)})
+        elif self.path == "/objects":
+            resource = body["resource"]
+            store = stores[resource]
+            with lock:
+                for obj in body["items"]:
+                    obj = json.loads(json.dumps(obj))
+                    meta = obj.setdefault("metadata", {})
+                    obj.setdefault("kind", KINDS[resource])
+                    obj.setdefault("apiVersion", "networking.k8s.io/v1" if resource == "networkpolicies" else "v1")
+                    key = f'{meta["namespace"]}/{meta["name"]}' if meta.get("namespace") else meta["name"]
+                    old = store.get(key)
+                    meta["uid"] = old["metadata"]["uid"] if old else str(uuid.uuid4())
+                    meta["creationTimestamp"] = old["metadata"]["creationTimestamp"] if old else \
+                        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                    store[key] = obj
+                    record("MODIFIED" if old else "ADDED", obj, resource)
+                self.reply({"resourceVersion": rv})
+        elif self.path == "/delete-objects":
+            resource = body["resource"]
+            with lock:
+                for key in body["keys"]:
+                    obj = stores[resource].pop(key, None)
+                    if obj:
+                        record("DELETED", obj, resource)
+                self.reply({"resourceVersion": rv})
         elif self.path == "/expire":
             with lock:
                 # The current version stays watchable (a list made now can be watched from),

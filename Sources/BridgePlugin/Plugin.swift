@@ -51,12 +51,14 @@ public enum Plugin {
     /// `namespaces` is the kernel's, or a unit test's fakes.
     static func perform(
         _ variables: EnvironmentVariables, config object: Result<JSONObject, CNIError>, stdin: [UInt8],
-        namespaces: any Namespaces = KernelNamespaces()
+        namespaces: any Namespaces = KernelNamespaces(), system: SubnetFileWait.System = .kernel
     ) -> (Outcome, Reply) {
         // Errors are written in the config's version when it has one.
         var versionText = (try? object.get())?["cniVersion"]?.stringValue ?? CNIVersion.latest.description
         do throws(CNIError) {
             let environment = try Environment.parse(variables)
+            // ADD waits (bounded, holding no lock) for a subnet file not written yet: see SubnetFileWait.
+            if environment.command == .add, let wait = try SubnetFileWait(config: try object.get()) { try wait.untilPresent(system) }
             // DEL must clean up also when the node's subnet file is gone (e.g. /run after a
             // reboot, before its agent rewrote it): it releases leases by owner, not by range.
             let config: NetworkConfig

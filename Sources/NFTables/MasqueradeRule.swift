@@ -21,7 +21,12 @@ public struct MasqueradeRule: Equatable, Sendable {
         self.family = family
         self.sources = sources.map(\.masked).filter { $0.address.family == family }
         var unique: [IPNetwork] = []
-        for n in excluded.map(\.masked) where n.address.family == family && !unique.contains(n) { unique.append(n) }
+        if excluded.count <= 64 {  // the plugin's lists: a scan is cheaper than hashing
+            for n in excluded.map(\.masked) where n.address.family == family && !unique.contains(n) { unique.append(n) }
+        } else {  // the agent's, one entry per node: thousands
+            var seen = Set<IPNetwork>()
+            for n in excluded.map(\.masked) where n.address.family == family && seen.insert(n).inserted { unique.append(n) }
+        }
         self.excluded = unique
     }
 

@@ -5,26 +5,32 @@ import Addresses
 import CNFTNL
 import Netlink
 
-/// bridge-ipam's own nftables tables, `ip bridge_ipam` and `ip6 bridge_ipam`, each with one NAT
-/// chain, `postrouting`, programmed through libnftnl over a netfilter netlink socket. Tables that
-/// are not ours are never read or changed. Every change is one nftables transaction (batch), so
-/// it applies whole or not at all.
+/// bridge-ipam's own nftables tables, `ip bridge_ipam` and `ip6 bridge_ipam` (the plugin's
+/// ipMasq rules), or another table name of ours (the node agent keeps its masquerade rule in
+/// `bridge_ipam_agent`), each with one NAT chain, `postrouting`, programmed through libnftnl over
+/// a netfilter netlink socket. Tables that are not ours are never read or changed. Every change
+/// is one nftables transaction (batch), so it applies whole or not at all.
 public final class NFTables {
+    /// The plugin's table.
     public static let table = "bridge_ipam"
     public static let chain = "postrouting"
 
     let socket: NetlinkSocket
+    /// The table this instance reads and changes, in both families.
+    public let table: String
     /// Anonymous sets are named by the kernel; within a transaction they are told apart by id.
     private var nextSetID: UInt32 = 0
 
     /// Opens a netfilter netlink socket in the calling thread's namespace.
-    public init() throws(NetlinkError) {
+    public init(table: String = NFTables.table) throws(NetlinkError) {
         socket = try NetlinkSocket(protocol: NETLINK_NETFILTER)
+        self.table = table
     }
 
     /// Speaks through `socket`, a NETLINK_NETFILTER one (tests give one over a fake transport).
-    public init(socket: NetlinkSocket) {
+    public init(socket: NetlinkSocket, table: String = NFTables.table) {
         self.socket = socket
+        self.table = table
     }
 
     static func protocolFamily(_ family: IPAddress.Family) -> UInt8 {
@@ -34,16 +40,16 @@ public final class NFTables {
     static func keyword(_ family: IPAddress.Family) -> String { family == .v4 ? "ip" : "ip6" }
 
     /// Our NAT chain in `family`: postrouting, at srcnat priority.
-    static func chain(_ family: IPAddress.Family) -> OwnChain {
+    func chain(_ family: IPAddress.Family) -> OwnChain {
         OwnChain(
-            family: protocolFamily(family), keyword: keyword(family), table: table, chain: chain, type: "nat",
+            family: NFTables.protocolFamily(family), keyword: NFTables.keyword(family), table: table, chain: NFTables.chain, type: "nat",
             hook: UInt32(NF_INET_POST_ROUTING.rawValue), priority: 100)
     }
 
     /// Rules of our chain in `family`; none when the table or chain does not exist. Each listed
     /// rule is small (the exclusions are in a set), so listing works whatever their number.
     public func rules(family: IPAddress.Family) throws(NetlinkError) -> [ListedRule] {
-        try NFTables.chain(family).rules(through: socket)
+        try chain(family).rules(through: socket)
     }
 
     /// Whether our chains hold exactly `rules` (one current rule per source).
@@ -67,17 +73,39 @@ public final class NFTables {
             if !isCurrent(rule, listed: listed) { outdated.append((rule, listed)) }
         }
         guard !outdated.isEmpty else { return false }
+        // libnftnl writes a set's elements without checking room: a transaction that could
+        // outgrow its datagram is refused before anything is built.
+        let bytes = outdated.reduce(0) { $0 + NFTables.exclusionBytes($1.rule) }
+        guard bytes <= NFTables.exclusionBudget else {
+            throw NetlinkError(
+                "set masquerade rules of \(rules[0].network)", errno: E2BIG,
+                kernelMessage:
+                    "their exclusion sets (\(outdated.map { $0.rule.excludedIntervals.count }.reduce(0, +)) intervals, about \(bytes) bytes) do not fit one nftables transaction of \(NetlinkSocket.maximumMessageSize / 1024) KiB"
+            )
+        }
         nextSetID = 0
         try transaction("set masquerade rules of \(rules[0].network)") { batch in
             for (rule, listed) in outdated {
-                let chain = NFTables.chain(rule.family)
-                chain.addTableAndChain(to: &batch)
-                for old in listed { chain.deleteRule(handle: old.handle, to: &batch) }
+                let own = chain(rule.family)
+                own.addTableAndChain(to: &batch)
+                for old in listed { own.deleteRule(handle: old.handle, to: &batch) }
                 for source in rule.sources { addRule(rule, source: source, to: &batch) }
             }
         }
         return true
     }
+
+    /// What a rule's exclusion sets take in a transaction (one set per source): per interval a
+    /// start and an end element (each a list-element nest, a key nest and the address; the end
+    /// also a flags attribute: 40 bytes for IPv4, 64 for IPv6), plus the set's own messages.
+    static func exclusionBytes(_ rule: MasqueradeRule) -> Int {
+        let perInterval = rule.family == .v4 ? 40 : 64
+        return rule.sources.count * (256 + rule.excludedIntervals.count * perInterval)
+    }
+
+    /// The room for exclusion sets in one transaction: the datagram less the table, chain and
+    /// rule messages around them. About 1,580 IPv4 or 990 IPv6 intervals in one rule.
+    static let exclusionBudget = NetlinkSocket.maximumMessageSize - 2048
 
     private func rules(of network: String, family: IPAddress.Family) throws(NetlinkError) -> [ListedRule] {
         let prefix = MasqueradeRule.tagPrefix(network: network)
@@ -94,7 +122,7 @@ public final class NFTables {
         }
         guard !mine.isEmpty else { return 0 }
         try transaction("remove masquerade rules of \(network)") { batch in
-            for (family, rule) in mine { NFTables.chain(family).deleteRule(handle: rule.handle, to: &batch) }
+            for (family, rule) in mine { chain(family).deleteRule(handle: rule.handle, to: &batch) }
         }
         return mine.count
     }
@@ -122,7 +150,7 @@ public final class NFTables {
         if !intervals.isEmpty {
             let set = nftnl_set_alloc()!
             defer { nftnl_set_free(set) }
-            nftnl_set_set_str(set, UInt16(NFTNL_SET_TABLE.rawValue), NFTables.table)
+            nftnl_set_set_str(set, UInt16(NFTNL_SET_TABLE.rawValue), table)
             nftnl_set_set_str(set, UInt16(NFTNL_SET_NAME.rawValue), setName)
             nftnl_set_set_u32(set, UInt16(NFTNL_SET_FAMILY.rawValue), UInt32(NFTables.protocolFamily(family)))
             nftnl_set_set_u32(set, UInt16(NFTNL_SET_ID.rawValue), setID)
@@ -150,7 +178,7 @@ public final class NFTables {
                 m.withHeader { nftnl_set_elems_nlmsg_build_payload($0, set) }
             }
         }
-        NFTables.chain(family).addRule("add rule \(rule.nftSyntax(source: source))", to: &batch) { r in
+        chain(family).addRule("add rule \(rule.nftSyntax(source: source))", to: &batch) { r in
             NFTables.matchAddress(r, offset: offsets.source, network: source)  // saddr
             if !intervals.isEmpty {
                 NFTables.loadPayload(r, offset: offsets.destination, length: offsets.length)  // daddr

@@ -37,6 +37,18 @@ public final class NetlinkSocket {
         try self.init(transport: MNLTransport(protocol: bus, strictDumps: strictDumps), protocol: bus)
     }
 
+    /// The same with a send buffer of `sendBuffer` bytes, for atomic batches larger than the
+    /// default (about 208 KiB): the kernel takes a datagram only when it fits the buffer.
+    public convenience init(protocol bus: Int32, sendBuffer: Int) throws(NetlinkError) {
+        let transport = try MNLTransport(protocol: bus)
+        transport.setSendBuffer(sendBuffer)
+        self.init(transport: transport, protocol: bus)
+    }
+
+    /// The largest datagram an atomic batch may fill (an nftables transaction must be one
+    /// datagram); raise it only together with the socket's send buffer.
+    public var maximumTransactionSize = NetlinkSocket.maximumMessageSize
+
     /// Speaks `bus`'s messages over `transport`. `firstSequence` fixes the sequence numbers
     /// (tests); by default they start from the clock, as libmnl's examples do.
     public init(transport: any NetlinkTransport, protocol bus: Int32 = NETLINK_ROUTE, firstSequence: UInt32? = nil) {
@@ -126,8 +138,10 @@ public final class NetlinkSocket {
             let first = datagramStarts[datagramStarts.count - 1]
             if first < messages.count {
                 let datagramLength = length - messages[first].offset
+                let limit =
+                    splittable ? NetlinkSocket.maximumMessageSize : max(NetlinkSocket.maximumMessageSize, socket.maximumTransactionSize)
                 let full =
-                    datagramLength + built.length > NetlinkSocket.maximumMessageSize
+                    datagramLength + built.length > limit
                     || (splittable && messages.count - first >= NetlinkSocket.maximumMessagesPerDatagram)
                 if full { datagramStarts.append(messages.count) }
             }
@@ -182,7 +196,8 @@ public final class NetlinkSocket {
         if atomic && batch.datagramStarts.count > 1 {
             throw NetlinkError(
                 batch.messages[0].name, errno: EMSGSIZE,
-                kernelMessage: "the transaction exceeds one \(NetlinkSocket.maximumMessageSize / 1024) KiB datagram")
+                kernelMessage:
+                    "the transaction exceeds one \(max(NetlinkSocket.maximumMessageSize, maximumTransactionSize) / 1024) KiB datagram")
         }
         var failures: [Int: NetlinkError] = [:]
         for index in batch.datagramStarts.indices {

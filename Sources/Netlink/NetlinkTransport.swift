@@ -45,6 +45,15 @@ public final class MNLTransport: NetlinkTransport {
 
     deinit { mnl_socket_close(socket) }
 
+    /// Best effort: SO_SNDBUFFORCE (CAP_NET_ADMIN) past the system's cap, else SO_SNDBUF.
+    public func setSendBuffer(_ bytes: Int) {
+        var size = Int32(clamping: bytes)
+        let fd = mnl_socket_get_fd(socket)
+        if setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+            _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
+    }
+
     public func send(_ datagram: UnsafeRawBufferPointer) throws(NetlinkError) {
         while mnl_socket_sendto(socket, datagram.baseAddress, datagram.count) < 0 {
             if errno == EINTR { continue }

@@ -1,7 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Addresses
 import JSON
+import NFTables
 import Netlink
 
 /// The node agent's loop: list and watch the Nodes (`ResourceWatcher`), and after every change
@@ -17,6 +19,7 @@ public final class Agent {
     let options: AgentOptions
     let connection: KubeConnection
     let routes: NodeRoutes
+    private var masquerade: NodeMasquerade?
     let services: ServicesSetup
     let loop: TransferLoop
     let watcher: ResourceWatcher
@@ -49,6 +52,12 @@ public final class Agent {
     /// agent cannot work at all (the plugin cannot be installed, the metrics port is taken).
     public func run() -> Int32 {
         if let ready = options.readyFile { unlink(ready) }
+        if options.masquerade {
+            do { masquerade = try makeMasquerade() } catch {
+                Log.line("cannot masquerade: \(error)")
+                return 1
+            }
+        }
         if let install = options.installCNI {
             do { try installPlugin(binDir: install.binDir) } catch {
                 Log.line("cannot install the CNI plugin: \(error)")
@@ -122,6 +131,7 @@ public final class Agent {
         let started = Clock.monotonic()
         let canServe = routes.reconcile()
         let servicesReady = services.reconcile()
+        masquerade?.reconcile(nodeAddresses: routes.nodeAddresses)
         metrics.syncDurations.observe(Clock.monotonic() - started)
         metrics.routesDesired = routes.routeCounts.desired
         metrics.routesInstalled = routes.routeCounts.installed
@@ -185,6 +195,31 @@ public final class Agent {
         servedPods = true
         Log.line("ready: node \(routes.nodeName) is listed and has its subnet file")
         return nil
+    }
+
+    private enum MasqueradeSetupError: Error, CustomStringConvertible {
+        case conflist(String)
+        case nftables(NetlinkError)
+        var description: String {
+            switch self {
+            case .conflist(let text): return text
+            case .nftables(let error): return "nftables: \(error)"
+            }
+        }
+    }
+
+    /// The cluster CIDRs are `--cluster-cidr`'s (one per family, as for the FORWARD accepts), or
+    /// else the conflist's `ipam.clusterCIDR`: the manifest generates the first from the second.
+    private func makeMasquerade() throws(MasqueradeSetupError) -> NodeMasquerade {
+        var cidrs = options.clusterCIDRs
+        if cidrs.isEmpty {
+            let path = options.cniConflist
+            guard let bytes = readWholeFile(path) else { throw .conflist("cannot read \(path)") }
+            do { cidrs = try NodeMasquerade.clusterCIDRs(conflist: bytes, path: path) } catch { throw .conflist(error.description) }
+        }
+        do { return NodeMasquerade(clusterCIDRs: cidrs, table: try NFTables(table: NodeMasquerade.table)) } catch {
+            throw .nftables(error)
+        }
     }
 
     /// The plugin goes in first, so that kubelet never finds the conflist without its plugin.

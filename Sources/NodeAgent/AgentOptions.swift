@@ -13,6 +13,11 @@ public struct AgentOptions: Equatable, Sendable {
     public var readyFile: String?
     public var backoffMax = 30.0
     public var watchTimeout = 300
+    /// Masquerade traffic leaving the cluster CIDRs (`--cluster-cidr`, else the conflist's
+    /// `ipam.clusterCIDR`; see `NodeMasquerade`).
+    public var masquerade = false
+    /// Enforce NetworkPolicy for this node's pods (`PolicyAgent`).
+    public var networkPolicy = false
     public var routing = RoutingMode.auto
     public var metricsAddress: String?
     public var listPageSize = 500
@@ -26,17 +31,21 @@ public struct AgentOptions: Equatable, Sendable {
             && l.installCNI?.binDir == r.installCNI?.binDir && l.installCNI?.confDir == r.installCNI?.confDir
             && l.cniPlugin == r.cniPlugin && l.cniConflist == r.cniConflist && l.resync == r.resync
             && l.readyFile == r.readyFile && l.backoffMax == r.backoffMax && l.watchTimeout == r.watchTimeout
+            && l.networkPolicy == r.networkPolicy
             && l.routing == r.routing
             && l.metricsAddress == r.metricsAddress && l.listPageSize == r.listPageSize
-            && l.clusterCIDRs == r.clusterCIDRs
+            && l.clusterCIDRs == r.clusterCIDRs && l.masquerade == r.masquerade
     }
 
     public static let usage = """
-        usage: bridge-ipam-agent [--kubeconfig FILE] [--node NAME] [--subnet-file PATH]
+        usage: bridge-ipam-agent --version
+               bridge-ipam-agent [--kubeconfig FILE] [--node NAME] [--subnet-file PATH]
                                  [--install-cni BIN_DIR CONF_DIR [--cni-plugin FILE] [--cni-conflist FILE]]
                                  [--resync SECONDS] [--ready-file PATH] [--backoff-max SECONDS] [--watch-timeout SECONDS]
+                                 [--network-policy]
                                  [--routing auto|direct|vxlan]
                                  [--metrics-address HOST:PORT] [--list-page-size N]
+                                 [--masquerade]
                                  [--cluster-cidr CIDR]...
                bridge-ipam-agent --remove-forward-accepts
           --kubeconfig   API server and credentials (default: the in-cluster service account)
@@ -49,6 +58,8 @@ public struct AgentOptions: Equatable, Sendable {
           --ready-file   created once the node is listed and its subnet file written (for a readiness probe)
           --backoff-max  longest wait between reconnection attempts, seconds (default 30)
           --watch-timeout seconds a watch request may last before it is renewed (default 300)
+          --network-policy enforce NetworkPolicy for this node's pods (table inet bridge_ipam_policy); without
+                         it the table is left as it is
           --routing      how other nodes' pods are reached: auto (default) a direct route when the node's
                          InternalIP is on one of this node's links, VXLAN (device bipam.1, VNI 1, UDP 8472)
                          otherwise; direct: routes only; vxlan: the tunnel for every node
@@ -57,6 +68,8 @@ public struct AgentOptions: Equatable, Sendable {
           --cluster-cidr the cluster's pod CIDR (once per family): pod traffic from and to it is accepted in
                          iptables-nft's FORWARD chain (a node whose FORWARD policy is DROP forwards it)
           --remove-forward-accepts  remove those FORWARD accepts and exit
+          --masquerade   traffic from the cluster CIDRs (--cluster-cidr, else the conflist's ipam.clusterCIDR) to anywhere
+                         but them and the nodes' InternalIPs leaves with the node's address (nftables table bridge_ipam_agent)
         """
 
     public struct UsageError: Error, CustomStringConvertible {
@@ -89,6 +102,8 @@ public struct AgentOptions: Equatable, Sendable {
             case "--ready-file": options.readyFile = try value(flag)
             case "--backoff-max": options.backoffMax = try seconds(flag)
             case "--watch-timeout": options.watchTimeout = max(1, Int(try seconds(flag)))
+            case "--masquerade": options.masquerade = true
+            case "--network-policy": options.networkPolicy = true
             case "--routing":
                 let text = try value(flag)
                 guard let mode = RoutingMode(rawValue: text) else { throw UsageError(message: "--routing \(text): auto, direct or vxlan") }

@@ -36,6 +36,12 @@ public final class NodeRoutes {
 
     public var nodeCount: Int { nodes.count }
 
+    /// The InternalIPs of every node in the picture (this one included), also of nodes that
+    /// cannot be routed yet (no podCIDR): traffic to them must not be masqueraded either.
+    public var nodeAddresses: [IPAddress] {
+        nodes.values.flatMap { (try? $0.get())?.addresses ?? [] }.sorted()
+    }
+
     /// One Node object as the picture holds it: parsed, or why it cannot be routed (nil
     /// without a name).
     public static func entry(_ object: JSONValue) -> (name: String, node: Result<ClusterNode, Cluster.Error>)? {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CBuildInfo
 import Netlink
 import NodeAgent
 
@@ -31,6 +32,11 @@ while let pointer = entry.pointee {
 }
 
 let arguments = Array(CommandLine.arguments.dropFirst())
+if arguments == ["--version"] {
+    let commit = String(cString: bridge_ipam_git_commit())
+    print("bridge-ipam-agent v\(String(cString: bridge_ipam_version()))\(commit.isEmpty ? "" : " (git \(commit))")")
+    exit(0)
+}
 if arguments.contains("-h") || arguments.contains("--help") {
     print(AgentOptions.usage)
     exit(0)
@@ -46,6 +52,7 @@ do {
         try options.kubeconfig.map { (path) throws(KubeConnection.Error) in try KubeConnection.kubeconfig(path: path) }
         ?? KubeConnection.inCluster(environment: environment)
     let agent = try Agent(options: options, connection: connection, socket: try NetlinkSocket(strictDumps: true))
+    if options.networkPolicy { PolicyAgent(options: options, connection: connection).start() }
     exit(agent.run())
 } catch {
     Log.line("\(error)")

@@ -39,7 +39,7 @@ final class VerbHarness {
     @discardableResult
     func run(
         _ command: String, container: String = "ctr1", ifname: String = "eth0", netns: String = VerbHarness.podPath,
-        config: String? = nil
+        config: String? = nil, system: SubnetFileWait.System = .kernel
     ) -> Run {
         let stdin = Array((config ?? self.config()).utf8)
         let variables = EnvironmentVariables([
@@ -47,7 +47,7 @@ final class VerbHarness {
         ])
         let object: Result<JSONObject, CNIError>
         do throws(CNIError) { object = .success(try NetworkConfig.decodeObject(stdin)) } catch { object = .failure(error) }
-        let (outcome, reply) = Plugin.perform(variables, config: object, stdin: stdin, namespaces: namespaces)
+        let (outcome, reply) = Plugin.perform(variables, config: object, stdin: stdin, namespaces: namespaces, system: system)
         var error: CNIError?
         if case .failed(let e) = reply { error = e }
         return Run(exitCode: outcome.exitCode, json: try? JSONValue.parse(Array(outcome.stdout.utf8)), error: error)

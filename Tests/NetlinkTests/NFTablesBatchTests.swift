@@ -45,6 +45,39 @@ private let ipv4: UInt8 = 2  // NFPROTO_IPV4
         #expect(messages.map(\.sequence) == Array(messages[0].sequence..<(messages[0].sequence + UInt32(messages.count))))
     }
 
+    /// The node agent's masquerade rule excludes every node's address, and libnftnl writes a
+    /// set's elements without checking room: `ensure` must refuse a rule whose set would not fit
+    /// one datagram (E2BIG, nothing built or sent) and send every rule that fits.
+    @Test(arguments: [IPAddress.Family.v4, .v6])
+    func anExclusionSetTooLargeForOneDatagramIsRefusedBeforeItIsBuilt(family: IPAddress.Family) throws {
+        func attempt(_ nodes: Int) -> (sent: [[UInt8]], error: NetlinkError?) {
+            let fake = kernel { Kernel.acknowledge($0) }
+            let tables = NFTables(
+                socket: NetlinkSocket(transport: fake, protocol: NETLINK_NETFILTER, firstSequence: 500), table: "bridge_ipam_agent")
+            let cluster = IPNetwork(cidr: family == .v4 ? "10.244.0.0/16" : "fd00:10:244::/56")!
+            let base: IPAddress = family == .v4 ? .v4(0xC0A8_0000) : IPAddress("fd00:192:168::")!
+            let hosts = (0..<nodes).map { IPNetwork(address: base.advanced(by: 2 * $0)!, prefixLength: base.bitWidth)! }
+            let rule = MasqueradeRule(network: "cluster", family: family, sources: [cluster], excluded: [cluster] + hosts)
+            do throws(NetlinkError) { _ = try tables.ensure([rule]) } catch { return (fake.sent, error) }
+            return (fake.sent, nil)
+        }
+        // The largest node count accepted, found by bisection (each attempt is cheap).
+        var low = 1
+        var high = 5000
+        while low < high {
+            let middle = (low + high + 1) / 2
+            if attempt(middle).error == nil { low = middle } else { high = middle - 1 }
+        }
+        #expect(low >= (family == .v4 ? 1500 : 900), "\(low) non-adjacent node addresses fit")
+        let largest = attempt(low)
+        #expect(largest.sent.count == 2 && largest.sent[1].count <= NetlinkSocket.maximumMessageSize, "one datagram of at most 64 KiB")
+        let refused = attempt(low + 1)
+        #expect(refused.error?.errno == E2BIG)
+        #expect(refused.sent.count == 1, "only the listing: nothing of the transaction was built or sent")
+        let huge = attempt(20000)
+        #expect(huge.error?.errno == E2BIG, "far past the limit: refused, not written past the buffer")
+    }
+
     @Test func aFailedCommitReportedOnTheBatchHeaderEndsTheWait() {
         // When the commit fails, the kernel reports it against the batch's first message.
         let fake = kernel { [Kernel.error(Wire.messages($0)[0], errno: ENOMEM)] }

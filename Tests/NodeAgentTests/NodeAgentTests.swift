@@ -1,4 +1,7 @@
+import Addresses
 import JSON
+import NFTables
+import NetworkPolicy
 import XCTest
 @testable import NodeAgent
 
@@ -146,5 +149,37 @@ final class AgentOptionsTests: XCTestCase {
         XCTAssertThrowsError(try AgentOptions.parse([], environment: [:]))
         XCTAssertThrowsError(try AgentOptions.parse(["--node", "a", "--resync", "0"], environment: [:]))
         XCTAssertThrowsError(try AgentOptions.parse(["--node", "a", "--bogus"], environment: [:]))
+        XCTAssertFalse(o.networkPolicy, "NetworkPolicy is enforced only when asked")
+        XCTAssertTrue(try AgentOptions.parse(["--node", "a", "--network-policy"], environment: [:]).networkPolicy)
+    }
+}
+
+final class PolicyAgentTests: XCTestCase {
+    /// Ingress chains match their peers as the packet's source, egress chains as its destination.
+    func testCompiledRulesBecomeTableContent() throws {
+        var state = ClusterState()
+        let pod = { (ns: String, name: String, ip: String, node: String) -> JSONValue in
+            try! JSONValue.parse(
+                #"{"metadata":{"namespace":"\#(ns)","name":"\#(name)","labels":{"pod":"\#(name)"}},"spec":{"nodeName":"\#(node)"},"status":{"podIP":"\#(ip)"}}"#
+            )
+        }
+        state.replaceAll(.pods, items: [pod("x", "a", "10.244.0.10", "n0"), pod("x", "b", "10.244.1.10", "n1")])
+        state.replaceAll(
+            .networkpolicies,
+            items: [
+                try JSONValue.parse(
+                    #"{"metadata":{"namespace":"x","name":"p"},"spec":{"podSelector":{},"ingress":[{"from":[{"podSelector":{}}],"ports":[{"port":80,"endPort":90}]}],"egress":[{"to":[{"podSelector":{}}]}]}}"#
+                )
+            ])
+        let content = PolicyAgent.content(PolicyCompiler.compile(state, node: "n0"))
+        XCTAssertEqual(Set(content.chains.keys), ["ingress/x/a", "egress/x/a"], "only the node's own pod")
+        XCTAssertEqual(content.ingress, [IPAddress("10.244.0.10")!: "ingress/x/a"])
+        XCTAssertEqual(content.egress, [IPAddress("10.244.0.10")!: "egress/x/a"])
+        let ingress = try XCTUnwrap(content.chains["ingress/x/a"]?.first)
+        XCTAssertEqual(ingress.peers?.side, .source)
+        XCTAssertEqual(ingress.proto, 6)
+        XCTAssertEqual(ingress.ports, 80...90)
+        XCTAssertEqual(content.chains["egress/x/a"]?.first?.peers?.side, .destination)
+        XCTAssertEqual(content.sets[ingress.peers!.set]?.ranges.count, 2, "both pods of x")
     }
 }
