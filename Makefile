@@ -60,7 +60,7 @@ SWIFT_WERROR   := -Xswiftc -warnings-as-errors -Xcc -Werror
 #
 # `bridge-ipam --version` and `bridge-ipam-agent --version`: the git commit and the release's
 # version (the file VERSION, the one source of it; the image's tag and deploy/'s manifest say the
-# same, scripts/test-manifest.sh checks) go into a generated header that only
+# same, Tests/integration/test-manifest.sh checks) go into a generated header that only
 # Sources/CBuildInfo includes; a plain `swift build` says VERSION-dev. It is rewritten only when
 # its content changes, and the include flag is constant, so a new commit recompiles one C file
 # and relinks.
@@ -154,11 +154,11 @@ buildinfo:
 	  && rm $(BUILD_INFO_DIR)/bridge_ipam_build.h.tmp \
 	  || mv $(BUILD_INFO_DIR)/bridge_ipam_build.h.tmp $(BUILD_INFO_DIR)/bridge_ipam_build.h
 
-# The DaemonSet suite (scripts/test-daemonset.sh) imports `make image`'s archive into its nodes.
+# The DaemonSet suite (Tests/integration/test-daemonset.sh) imports `make image`'s archive into its nodes.
 integration-test: build br-netfilter image
 	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(TEST_DEPS) $(AGENT_TEST_DEPS)"
 	@command -v kubectl >/dev/null || $(MAKE) --no-print-directory deps BUILD_DEPS=kubernetes-client
-	bash scripts/test-integration.sh
+	bash Tests/integration/run-all.sh
 
 # The kernel's bridge netfilter, which a node of this pod network needs (README "Services"): the
 # agent is not ready and STATUS fails without it, and the Service tests need it. A fresh machine
@@ -170,7 +170,7 @@ br-netfilter:
 test: unit-test integration-test
 
 # deploy/bridge-ipam.yaml's ConfigMap and image tag, from conf/10-bridge-ipam.conflist and VERSION
-# (scripts/test-manifest.sh fails when they differ).
+# (Tests/integration/test-manifest.sh fails when they differ).
 manifest:
 	/usr/bin/python3 scripts/manifest.py write
 
@@ -192,39 +192,39 @@ format:
 # The reliability suite with a larger fuzz and more kills than `make test` runs (a few minutes).
 fuzz: build
 	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(TEST_DEPS)"
-	FUZZ_CASES=$${FUZZ_CASES:-3000} KILLS=$${KILLS:-200} SEED=$${SEED:-9} bash scripts/test-reliability.sh
+	FUZZ_CASES=$${FUZZ_CASES:-3000} KILLS=$${KILLS:-200} SEED=$${SEED:-9} bash Tests/integration/test-reliability.sh
 
 # The cluster with routes from `routes sync`, then the same converged by node agents.
 demo: build
 	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(AGENT_TEST_DEPS)"
-	bash scripts/demo.sh
-	bash scripts/demo-agents.sh
-	bash scripts/demo-overlay.sh
+	bash demo/demo.sh
+	bash demo/demo-agents.sh
+	bash demo/demo-overlay.sh
 
 # Agents converging a cluster as nodes join, change and leave (a stand-in API server).
 demo-agents: build
 	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(AGENT_TEST_DEPS)"
-	bash scripts/demo-agents.sh
+	bash demo/demo-agents.sh
 
 # Nodes on two subnets behind a router: direct routes within a subnet, VXLAN across.
 demo-overlay: build
 	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(AGENT_TEST_DEPS)"
-	bash scripts/demo-overlay.sh
+	bash demo/demo-overlay.sh
 
 # The same cluster with IPv4 and IPv6 on every node and pod (routes of both families, both matrices).
 demo-dualstack: build
-	DUALSTACK=1 bash scripts/demo.sh
+	DUALSTACK=1 bash demo/demo.sh
 
 # A single node with three pods (the plugin alone, without routes between nodes).
 demo-node: build
-	bash scripts/demo-node.sh
+	bash demo/demo-node.sh
 
 bench: build
 	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(BENCH_DEPS) $(AGENT_TEST_DEPS)"
-	bash scripts/bench.sh
-	bash scripts/bench-netpol.sh
-	bash scripts/bench-overlay.sh
-	bash scripts/bench-agent.sh
+	bash bench/bench.sh
+	bash bench/bench-netpol.sh
+	bash bench/bench-overlay.sh
+	bash bench/bench-agent.sh
 
 # Lays down exactly two files, then says what the node still needs (its pod subnet, portmap);
 # uninstall removes exactly those two files and no directory.

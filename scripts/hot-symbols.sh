@@ -6,7 +6,7 @@
 # peak RSS 6.4 -> 5.2 MiB). A stale list only costs that gain: names it lacks are linked as
 # usual and names the binary lacks are ignored. Rerun after large changes: `make hot-symbols`.
 # Runs inside namespaces of its own, like every test.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../Tests/integration/lib/lib.sh"
 setup_run
 OUT=$REPO/build/hot-symbols.txt
 PROFILED=$RUN_DIR/bridge-ipam

@@ -11,7 +11,7 @@ import Addresses
 private func net(_ s: String) -> IPNetwork { IPNetwork(cidr: s)! }
 
 /// The FORWARD accepts' listing and transactions against a fake kernel (their encoding is
-/// checked against iptables-nft itself in scripts/test-services.sh).
+/// checked against iptables-nft itself in Tests/integration/test-services.sh).
 @Suite struct ForwardAcceptTests {
     /// A rule of `ip filter FORWARD` as the kernel lists it, with an xt comment match.
     private func listedRule(sequence: UInt32, handle: UInt64, comment: String) -> [UInt8] {
