@@ -5,6 +5,7 @@ total_passed=0
 total_failed=0
 # One suite per line, so that adding a suite never conflicts with another.
 SUITES=(
+    Tests/integration/test-layout.sh
     Tests/integration/test-manifest.sh
     Tests/integration/test-cli.sh
     Tests/integration/test-readme.sh
