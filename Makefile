@@ -154,7 +154,8 @@ buildinfo:
 	  && rm $(BUILD_INFO_DIR)/bridge_ipam_build.h.tmp \
 	  || mv $(BUILD_INFO_DIR)/bridge_ipam_build.h.tmp $(BUILD_INFO_DIR)/bridge_ipam_build.h
 
-# The DaemonSet suite (Tests/integration/test-daemonset.sh) imports `make image`'s archive into its nodes.
+# The DaemonSet suite (Tests/integration/test-daemonset.sh) imports `make image`'s archive into its
+# nodes.
 integration-test: build br-netfilter image
 	@$(MAKE) --no-print-directory deps BUILD_DEPS="$(BUILD_DEPS) $(TEST_DEPS) $(AGENT_TEST_DEPS)"
 	@command -v kubectl >/dev/null || $(MAKE) --no-print-directory deps BUILD_DEPS=kubernetes-client

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Node agents converging a cluster: a stand-in API server (Tests/support/fake-apiserver.py) holds the
-# Nodes; bridge-ipam-agent runs in every node's namespace, installs the plugin and conflist,
+# Node agents converging a cluster: a stand-in API server (Tests/support/fake-apiserver.py) holds
+# the Nodes; bridge-ipam-agent runs in every node's namespace, installs the plugin and conflist,
 # writes the node's subnet file and keeps routes to the other nodes' pods. Nodes join and leave
 # through the API only; the agents do the rest. Then teardown.
 source "$(dirname "$0")/../Tests/integration/lib/lib.sh"

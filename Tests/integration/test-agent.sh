@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# bridge-ipam-agent against a stand-in API server (Tests/support/fake-apiserver.py, checked against the
-# real kubectl first), with the agent running inside every node namespace of a simulated cluster:
+# bridge-ipam-agent against a stand-in API server (Tests/support/fake-apiserver.py, checked against
+# the real kubectl first), with the agent running inside every node namespace of a simulated cluster:
 # joins, address changes, removals, an outage, 410 Gone, a wrong token, in-cluster config,
 # resync, foreign routes, SIGTERM, atomic installs, and 500 nodes.
 source "$(dirname "$0")/lib/lib.sh"

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The kubelet's path: a CRI client (Tests/support/cri/cri-client.py, gRPC) drives containerd's CRI plugin,
-# which runs the conflist exactly as `make install DESTDIR=...` lays it down through libcni:
+# The kubelet's path: a CRI client (Tests/support/cri/cri-client.py, gRPC) drives containerd's CRI
+# plugin, which runs the conflist exactly as `make install DESTDIR=...` lays it down through libcni:
 # bridge-ipam, then portmap, with the node's pod subnet learned from the subnet file the conflist
 # names. containerd runs inside the node namespace and in a private mount namespace in which
 # /run and /var/lib/cni are this run's own directories ($RUN_DIR/run, $RUN_DIR/var-lib-cni), so
 # the subnet file, containerd's pod namespaces and shim sockets, libcni's cache and the leases
-# never touch the machine's (/var/lib/cni need not exist on the machine: Tests/integration/lib/private-mounts.sh
-# adds it in the namespace only). A runtime that cannot start here is skipped, saying why, except
-# under CI=true, where it fails.
+# never touch the machine's (/var/lib/cni need not exist on the machine:
+# Tests/integration/lib/private-mounts.sh adds it in the namespace only). A runtime that cannot
+# start here is skipped, saying why, except under CI=true, where it fails.
 source "$(dirname "$0")/lib/lib.sh"
 
 setup_run
@@ -86,7 +86,8 @@ state = "$CTRD/state"
     bin_dir = "$BINDIR"
     conf_dir = "$CONFDIR"
 TOML
-# /var/lib/cni need not exist on the machine (Tests/integration/lib/private-mounts.sh never creates it there).
+# /var/lib/cni need not exist on the machine (Tests/integration/lib/private-mounts.sh never creates
+# it there).
 nsenter --net=/run/netns/$RUN-node unshare -m --propagation private sh "$REPO/Tests/integration/lib/private-mounts.sh" "$CTRD" \
     "$NODE_RUN:/run" "$RUN_DIR/var-lib-cni:/var/lib/cni" -- containerd --config "$CTRD/config.toml" >"$CTRD/containerd.log" 2>&1 &
 containerd_pid=$!

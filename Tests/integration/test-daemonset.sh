@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The DaemonSet path, whole, as a cluster runs it: `make image`'s archive imported into each
 # node's containerd, deploy/bridge-ipam.yaml's pod started through CRI as kubelet would
-# (Tests/support/cri/kubelet.py reads the manifest; nothing of it is copied here), its agent talking to
-# the stand-in API server over TLS with the pod's service account, then pods through CRI on every
+# (Tests/support/cri/kubelet.py reads the manifest; nothing of it is copied here), its agent talking
+# to the stand-in API server over TLS with the pod's service account, then pods through CRI on every
 # node: addresses from the node's podCIDR, every pair and node to pod without NAT, pod to any
 # node without NAT, a host outside the cluster seeing the node's address, hostPort, the
 # readiness probe (and the harness's httpGet probe), the masquerade rule following a node that
@@ -12,9 +12,9 @@
 # accepts only.
 #
 # Three nodes, each a network namespace with a containerd of its own, in a private mount
-# namespace (Tests/integration/lib/private-mounts.sh) whose /run, /var/lib/cni, /opt/cni/bin, /etc/cni/net.d
-# and /var/lib/kubelet are the node's directories under $RUN_DIR/nodeN/root: the machine's are
-# never touched, nor created.
+# namespace (Tests/integration/lib/private-mounts.sh) whose /run, /var/lib/cni, /opt/cni/bin,
+# /etc/cni/net.d and /var/lib/kubelet are the node's directories under $RUN_DIR/nodeN/root: the
+# machine's are never touched, nor created.
 source "$(dirname "$0")/lib/lib.sh"
 source "$(dirname "$0")/lib/cluster.sh"
 source "$(dirname "$0")/lib/agent-lib.sh"

@@ -2,12 +2,12 @@
 # NetworkPolicy enforcement by bridge-ipam-agent --network-policy on a two-node cluster in
 # namespaces: namespaces x, y, z with pods a, b, c spread over node0 and node1, each serving TCP
 # and UDP on 80 and 81, plus a host outside the cluster on the node network. The upstream e2e
-# suite's truth tables (Tests/support/netpol-cases.json) are compared verdict by verdict with a model
-# written from the API reference (Tests/support/netpol-model.py), with the nodes' bridge-nf-call-iptables
-# sysctl at 0. SCTP: this kernel has no SCTP, so an SCTP probe is one INIT packet sent through a
-# raw socket and seen (or not) by a raw listener in the destination pod: the rules are tested one
-# way, no association is made. Then: how fast a change is enforced, what holds while the agent is
-# down, a pod that starts, the rules a pod has in `nft list`.
+# suite's truth tables (Tests/support/netpol-cases.json) are compared verdict by verdict with a
+# model written from the API reference (Tests/support/netpol-model.py), with the nodes'
+# bridge-nf-call-iptables sysctl at 0. SCTP: this kernel has no SCTP, so an SCTP probe is one INIT
+# packet sent through a raw socket and seen (or not) by a raw listener in the destination pod: the
+# rules are tested one way, no association is made. Then: how fast a change is enforced, what holds
+# while the agent is down, a pod that starts, the rules a pod has in `nft list`.
 RUN=${RUN:-np$$}
 source "$(dirname "$0")/lib/lib.sh"
 source "$(dirname "$0")/lib/cluster.sh"

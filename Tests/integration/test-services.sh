@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Services through kube-proxy on a bridge node, with kube-proxy's real rule shapes in both of its
-# modes (Tests/support/kube-proxy-rules.py: iptables mode written with iptables-nft-restore --noflush,
-# nftables mode as `table ip kube-proxy` and `table ip6 kube-proxy`), on a 2-node dual-stack
-# cluster in namespaces whose nodes keep net.bridge.bridge-nf-call-iptables (and ip6tables) at 0,
-# as on a node where nothing turned them on: only the bridge's own switches, set by the plugin,
-# send pod traffic through netfilter. Then the same without them (the same-node cases fail),
-# and a node whose FORWARD policy is DROP (iptables-nft), before and after the agent's accepts.
+# modes (Tests/support/kube-proxy-rules.py: iptables mode written with iptables-nft-restore
+# --noflush, nftables mode as `table ip kube-proxy` and `table ip6 kube-proxy`), on a 2-node
+# dual-stack cluster in namespaces whose nodes keep net.bridge.bridge-nf-call-iptables (and
+# ip6tables) at 0, as on a node where nothing turned them on: only the bridge's own switches, set by
+# the plugin, send pod traffic through netfilter. Then the same without them (the same-node cases
+# fail), and a node whose FORWARD policy is DROP (iptables-nft), before and after the agent's
+# accepts.
 #
 #   node0: pod0-1 (client), pod0-2 (web :7777, DNS :53), outside host "ext" behind ext0
 #   node1: pod1-1 (web :7777)

@@ -1,6 +1,6 @@
 # The node agent in the simulated cluster (sourced after lib.sh and cluster.sh): a stand-in API
-# server (Tests/support/fake-apiserver.py) in the underlay namespace at 192.168.1.1:6443 (TLS, with a CA
-# made here), its control channel on that namespace's 127.0.0.1:8080, and bridge-ipam-agent
+# server (Tests/support/fake-apiserver.py) in the underlay namespace at 192.168.1.1:6443 (TLS, with
+# a CA made here), its control channel on that namespace's 127.0.0.1:8080, and bridge-ipam-agent
 # running inside node namespaces. Nothing of this touches the root namespace.
 
 AGENT_BIN=${AGENT_BIN:-$REPO/.build/release/bridge-ipam-agent}
