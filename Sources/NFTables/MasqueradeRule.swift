@@ -44,10 +44,16 @@ public struct MasqueradeRule: Equatable, Sendable {
     /// Tags the rule with its network and a digest of its content, so that a rule whose content
     /// is outdated (e.g. an exclusion was added) is found and replaced. nftables keeps at most
     /// 128 bytes of comment; network names are capped well below that by the config check.
-    public var comment: String {
+    public var comment: String { comment(exclusionSet: nil) }
+
+    /// The tag of the rule whose exclusions are in the named set `exclusionSet` (nil: in its
+    /// anonymous set): the two forms of the same rule have different tags, so that one replaces
+    /// the other.
+    public func comment(exclusionSet: String?) -> String {
+        var text = "\(sources.map(\.description).joined(separator: ",")) except \(excluded.map(\.description).joined(separator: ","))"
+        if let exclusionSet { text += " in @\(exclusionSet)" }
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a
-        for byte in "\(sources.map(\.description).joined(separator: ",")) except \(excluded.map(\.description).joined(separator: ","))".utf8
-        {
+        for byte in text.utf8 {
             hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
         }
         let hex = String(hash, radix: 16)
@@ -61,6 +67,11 @@ public struct MasqueradeRule: Equatable, Sendable {
     /// merged (the kernel refuses overlapping intervals), each as its first address and the
     /// address after its last (nil when it runs to the end of the address space).
     public var excludedIntervals: [(start: IPAddress, end: IPAddress?)] {
+        excludedRanges.map { ($0.lowerBound, $0.upperBound.advanced(by: 1)) }
+    }
+
+    /// The same intervals as first and last address, as a named set's update takes them.
+    public var excludedRanges: [ClosedRange<IPAddress>] {
         let sorted = excluded.sorted { $0.network < $1.network }
         var merged: [(start: IPAddress, last: IPAddress)] = []
         for n in sorted {
@@ -70,7 +81,7 @@ public struct MasqueradeRule: Equatable, Sendable {
                 merged.append((n.network, n.last))
             }
         }
-        return merged.map { ($0.start, $0.last.advanced(by: 1)) }
+        return merged.map { $0.start...$0.last }
     }
 
     /// `ip` or `ip6`: the nftables family keyword, also the table's family.
@@ -80,5 +91,10 @@ public struct MasqueradeRule: Equatable, Sendable {
     public func nftSyntax(source: IPNetwork) -> String {
         let set = excluded.isEmpty ? "" : " \(familyKeyword) daddr != { \(excluded.map(\.description).joined(separator: ", ")) }"
         return "\(familyKeyword) saddr \(source)\(set) masquerade comment \"\(comment)\""
+    }
+
+    /// The same with the exclusions in the table's named set `exclusionSet`.
+    public func nftSyntax(source: IPNetwork, exclusionSet: String) -> String {
+        "\(familyKeyword) saddr \(source) \(familyKeyword) daddr != @\(exclusionSet) masquerade comment \"\(comment(exclusionSet: exclusionSet))\""
     }
 }
