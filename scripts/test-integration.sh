@@ -23,6 +23,7 @@ SUITES=(
     scripts/test-netpol.sh
     scripts/test-vxlan.sh
     scripts/test-agent-production.sh
+    scripts/test-agent-masquerade-scale.sh
     scripts/test-services.sh
     scripts/test-reliability.sh
 )

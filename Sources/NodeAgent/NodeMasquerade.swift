@@ -57,11 +57,13 @@ public final class NodeMasquerade {
     @discardableResult
     public func reconcile(nodeAddresses: [IPAddress]) -> Bool {
         let rules = NodeMasquerade.rules(clusterCIDRs: clusterCIDRs, nodeAddresses: nodeAddresses)
+        let start = Clock.monotonic()
         do {
             if try table.ensure(rules) {
                 let excluded = rules.flatMap(\.excluded).count - clusterCIDRs.count
+                let milliseconds = Int((Clock.monotonic() - start) * 1000)
                 Log.line(
-                    "masquerade: traffic from \(clusterCIDRs.map(\.description).joined(separator: " ")) leaves with the node's address unless it goes to the cluster CIDR or one of \(excluded) node addresses"
+                    "masquerade: traffic from \(clusterCIDRs.map(\.description).joined(separator: " ")) leaves with the node's address unless it goes to the cluster CIDR or one of \(excluded) node addresses (set in \(milliseconds) ms)"
                 )
             }
             lastError = nil
