@@ -44,14 +44,20 @@ public struct MasqueradeRule: Equatable, Sendable {
     /// Tags the rule with its network and a digest of its content, so that a rule whose content
     /// is outdated (e.g. an exclusion was added) is found and replaced. nftables keeps at most
     /// 128 bytes of comment; network names are capped well below that by the config check.
-    public var comment: String { comment(exclusionSet: nil) }
+    public var comment: String {
+        tag(digesting: "\(sources.map(\.description).joined(separator: ",")) except \(excluded.map(\.description).joined(separator: ","))")
+    }
 
-    /// The tag of the rule whose exclusions are in the named set `exclusionSet` (nil: in its
-    /// anonymous set): the two forms of the same rule have different tags, so that one replaces
-    /// the other.
-    public func comment(exclusionSet: String?) -> String {
-        var text = "\(sources.map(\.description).joined(separator: ",")) except \(excluded.map(\.description).joined(separator: ","))"
-        if let exclusionSet { text += " in @\(exclusionSet)" }
+    /// The tag of the same rule with its exclusions in the named set `exclusionSet`: the two
+    /// forms of a rule have different tags, so that one replaces the other.
+    public func comment(exclusionSet: String) -> String {
+        tag(
+            digesting:
+                "\(sources.map(\.description).joined(separator: ",")) except \(excluded.map(\.description).joined(separator: ",")) in @\(exclusionSet)"
+        )
+    }
+
+    private func tag(digesting text: String) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a
         for byte in text.utf8 {
             hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
@@ -67,11 +73,6 @@ public struct MasqueradeRule: Equatable, Sendable {
     /// merged (the kernel refuses overlapping intervals), each as its first address and the
     /// address after its last (nil when it runs to the end of the address space).
     public var excludedIntervals: [(start: IPAddress, end: IPAddress?)] {
-        excludedRanges.map { ($0.lowerBound, $0.upperBound.advanced(by: 1)) }
-    }
-
-    /// The same intervals as first and last address, as a named set's update takes them.
-    public var excludedRanges: [ClosedRange<IPAddress>] {
         let sorted = excluded.sorted { $0.network < $1.network }
         var merged: [(start: IPAddress, last: IPAddress)] = []
         for n in sorted {
@@ -81,7 +82,13 @@ public struct MasqueradeRule: Equatable, Sendable {
                 merged.append((n.network, n.last))
             }
         }
-        return merged.map { $0.start...$0.last }
+        return merged.map { ($0.start, $0.last.advanced(by: 1)) }
+    }
+
+    /// The same intervals as first and last address, as a named set's update takes them.
+    public var excludedRanges: [ClosedRange<IPAddress>] {
+        let last: IPAddress = family == .v4 ? .v4(UInt32.max) : .v6(UInt128.max)
+        return excludedIntervals.map { $0.start...($0.end?.advanced(by: -1) ?? last) }
     }
 
     /// `ip` or `ip6`: the nftables family keyword, also the table's family.

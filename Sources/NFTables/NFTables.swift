@@ -26,9 +26,15 @@ public final class NFTables {
     /// anonymous set per rule: thousands of node addresses need several element messages, and a
     /// node joining or leaving then changes one element, not the whole set.
     public let exclusionSet: String?
-    /// What this instance last wrote in each family: the rule's comment and the set's intervals.
-    /// While the listed rules still carry that comment, a change is sent as the difference.
-    private var applied: [IPAddress.Family: (comment: String, ranges: [ClosedRange<IPAddress>])] = [:]
+    /// What this instance last wrote in each family with a named exclusion set. A class, nil
+    /// for the plugin: its ADD does not pay for the dictionary's generic type metadata.
+    private var applied: AppliedExclusions?
+
+    /// The rule's comment and the set's intervals last written in each family. While the listed
+    /// rules still carry that comment, a change is sent as the difference.
+    private final class AppliedExclusions {
+        var families: [IPAddress.Family: (comment: String, ranges: [ClosedRange<IPAddress>])] = [:]
+    }
 
     /// The largest transaction with a named exclusion set: 8 MiB, some 100,000 IPv6 intervals.
     public static let namedSetTransactionLimit = 8 << 20
@@ -47,6 +53,7 @@ public final class NFTables {
         socket.maximumTransactionSize = NFTables.namedSetTransactionLimit
         self.table = table
         self.exclusionSet = exclusionSet
+        applied = AppliedExclusions()
     }
 
     /// Speaks through `socket`, a NETLINK_NETFILTER one (tests give one over a fake transport).
@@ -54,7 +61,10 @@ public final class NFTables {
         self.socket = socket
         self.table = table
         self.exclusionSet = exclusionSet
-        if exclusionSet != nil { socket.maximumTransactionSize = NFTables.namedSetTransactionLimit }
+        if exclusionSet != nil {
+            socket.maximumTransactionSize = NFTables.namedSetTransactionLimit
+            applied = AppliedExclusions()
+        }
     }
 
     static func protocolFamily(_ family: IPAddress.Family) -> UInt8 {
@@ -83,7 +93,8 @@ public final class NFTables {
     }
 
     private func isCurrent(_ rule: MasqueradeRule, listed: [ListedRule]) -> Bool {
-        let comment = exclusionSet.map { rule.comment(exclusionSet: $0) } ?? rule.comment
+        let comment: String
+        if let exclusionSet { comment = rule.comment(exclusionSet: exclusionSet) } else { comment = rule.comment }
         return listed.count == rule.sources.count && listed.allSatisfy { $0.comment == comment }
     }
 
@@ -129,7 +140,8 @@ public final class NFTables {
     /// intervals that differ; otherwise (first call, or someone else's change) the set is
     /// created if missing, emptied and filled.
     private func ensure(_ outdated: [(rule: MasqueradeRule, listed: [ListedRule])], exclusionSet name: String) throws(NetlinkError) {
-        var written = applied
+        let known = applied ?? AppliedExclusions()
+        var written = known.families
         try transaction("set masquerade rules of \(outdated[0].rule.network)") { batch in
             for (rule, listed) in outdated {
                 let own = chain(rule.family)
@@ -137,8 +149,8 @@ public final class NFTables {
                     table: table, tableFamily: NFTables.protocolFamily(rule.family), keyword: NFTables.keyword(rule.family), name: name,
                     family: rule.family)
                 let ranges = rule.excludedRanges
-                if let known = applied[rule.family], !listed.isEmpty, listed.allSatisfy({ $0.comment == known.comment }) {
-                    set.update(from: known.ranges, to: ranges, &batch)
+                if let last = known.families[rule.family], !listed.isEmpty, listed.allSatisfy({ $0.comment == last.comment }) {
+                    set.update(from: last.ranges, to: ranges, &batch)
                 } else {
                     own.addTableAndChain(to: &batch)
                     set.add(to: &batch)
@@ -150,7 +162,8 @@ public final class NFTables {
                 written[rule.family] = (rule.comment(exclusionSet: name), ranges)
             }
         }
-        applied = written
+        known.families = written
+        applied = known
     }
 
     /// What a rule's exclusion sets take in a transaction (one set per source): per interval a
