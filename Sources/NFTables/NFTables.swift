@@ -93,9 +93,12 @@ public final class NFTables {
     }
 
     private func isCurrent(_ rule: MasqueradeRule, listed: [ListedRule]) -> Bool {
+        // The tag is computed only when there is a rule to compare (an ADD that creates the
+        // rule does not pay for formatting its addresses).
+        guard listed.count == rule.sources.count, !listed.isEmpty else { return listed.count == rule.sources.count }
         let comment: String
         if let exclusionSet { comment = rule.comment(exclusionSet: exclusionSet) } else { comment = rule.comment }
-        return listed.count == rule.sources.count && listed.allSatisfy { $0.comment == comment }
+        return listed.allSatisfy { $0.comment == comment }
     }
 
     /// Makes our chains hold `rules`, replacing this network's outdated rules of the same
