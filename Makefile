@@ -23,7 +23,7 @@ TEST_DEPS      := golang-go golang-github-appc-cni-dev containerd runc busybox-s
 # checked with kubectl (Debian's kubernetes-client when no kubectl is installed); promtool
 # (Debian's prometheus) validates /metrics.
 AGENT_TEST_DEPS := openssl curl prometheus
-BENCH_DEPS     := gcc libc6-dev iptables iperf3
+BENCH_DEPS     := gcc libc6-dev iptables iperf3 valgrind
 # `make image`: podman builds the DaemonSet's image from files of Debian packages (mmdebstrap).
 IMAGE_DEPS     := podman mmdebstrap
 

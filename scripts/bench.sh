@@ -30,7 +30,25 @@ mkdir -p "$(dirname "$OUT")"
     echo
 } >"$OUT.head"
 ip netns exec $RUN-node python3 "$REPO/scripts/bench.py" "$RUN" "$PLUGIN_DIR" "$DATA_DIR" "$OUT.table" "$TOOLS" || exit 1
+# User-space instructions (callgrind: insensitive to load) and CPU time of ADD and of DEL with
+# and without prevResult, at 0 and 250 leases held (issue 22 item 2). valgrind cannot read the
+# static binary's debug info: it measures a stripped copy.
+new_ns pod
+strip -o "$RUN_DIR/bridge-ipam.stripped" "$PLUGIN_DIR/bridge-ipam"
+echo "callgrind and CPU time of ADD and DEL at 0 and 250 leases..."
+ip netns exec $RUN-node python3 "$REPO/scripts/ipam-cost.py" "$RUN" "$DATA_DIR/cost" "${BENCH_COST_RUNS:-12}" \
+    "bridge-ipam=$RUN_DIR/bridge-ipam.stripped" >"$OUT.cost" || exit 1
+cat "$OUT.cost"
+{
+    echo
+    echo "ADD and DEL at 0 and 250 leases held (scripts/ipam-cost.py: median user-space instructions under callgrind,"
+    echo "median CPU time without it; DEL without prevResult is containerd's second and third DEL of a pod):"
+    echo
+    echo '```'
+    cat "$OUT.cost"
+    echo '```'
+} >>"$OUT.table"
 cat "$OUT.head" "$OUT.table" >"$OUT"
-rm -f "$OUT.head" "$OUT.table"
+rm -f "$OUT.head" "$OUT.table" "$OUT.cost"
 echo
 echo "written to ${OUT#$REPO/}"

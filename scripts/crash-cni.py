@@ -6,7 +6,10 @@ Run inside the namespace that plays the node (the test's own):
 
 Each kill point is drawn (fixed seed) between 0 and 1.2x the verb's measured duration, so kills
 land all along the plugin's run. After each kill the runtime's DEL must succeed (exit 0, within
-the timeout) and leave no lease of the container, no interface in its pod and no veth in the node.
+the timeout) and leave no lease of the container, no temporary file, no interface in its pod and
+no veth in the node. Half of the killed ADDs are reaped only after that DEL: a killed process
+that its parent has not reaped yet still answers to its PID. At the end the lease directory
+holds nothing but the lock, the last-reserved hints and no index entry.
 """
 import argparse
 import os
@@ -28,7 +31,8 @@ def main():
     args = ap.parse_args()
     rng = random.Random(args.seed)
     config = open(args.config, "rb").read()
-    figures = {"kills": 0, "landed": 0, "hangs": 0, "signals": 0, "failed_dels": 0, "leaks": 0}
+    figures = {"kills": 0, "landed": 0, "late_reaped": 0, "hangs": 0, "signals": 0, "failed_dels": 0, "leaks": 0,
+               "temporaries": 0}
     problems = []
 
     def env(command, cid, netns):
@@ -54,7 +58,8 @@ def main():
             problems.append(f"calibration {command} {cid} failed: {p and p.stdout[:200]!r}")
         return time.monotonic() - start
 
-    def kill_during(command, cid, netns, span):
+    def kill_during(command, cid, netns, span, reap=True):
+        """Kills the verb at a random point; returns the process when the caller reaps it."""
         p = subprocess.Popen([args.bin], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              env=env(command, cid, netns))
         # Write the config first, so the kill lands in the plugin's work and not in its wait for stdin.
@@ -62,8 +67,15 @@ def main():
         p.stdin.close()
         time.sleep(rng.uniform(0, span))
         p.kill()
-        p.wait()
         figures["kills"] += 1
+        if not reap:
+            figures["late_reaped"] += 1
+            return p
+        reaped(p)
+        return None
+
+    def reaped(p):
+        p.wait()
         if p.returncode == -9:
             figures["landed"] += 1
 
@@ -79,6 +91,7 @@ def main():
                 except OSError:
                     pass
                 if f.endswith(".tmp"):
+                    figures["temporaries"] += 1
                     left.append(f"temporary file {path}")
         links = subprocess.run(["ip", "-n", os.path.basename(netns), "-o", "link"], capture_output=True, text=True).stdout
         left += [f"{netns}: {l[:80]}" for l in links.splitlines() if ": lo:" not in l]
@@ -94,8 +107,9 @@ def main():
     for i in range(args.kills):
         netns = pods[i % len(pods)]
         cid = f"kill-{i}"
+        late = None
         if i % 2 == 0:
-            kill_during("ADD", cid, netns, 1.2 * add_time)
+            late = kill_during("ADD", cid, netns, 1.2 * add_time, reap=rng.random() < 0.5)
         else:
             p = run("ADD", cid, netns)
             if p is None or p.returncode != 0:
@@ -105,15 +119,23 @@ def main():
         if d is None or d.returncode != 0:
             figures["failed_dels"] += 1
             problems.append(f"the runtime's DEL of {cid} failed: {d and d.stdout[:200]!r}")
+        if late:
+            reaped(late)
         left = leftovers(cid, netns)
         if left:
             figures["leaks"] += 1
             problems.append(f"after {cid}: " + "; ".join(left))
+    directory = args.data_dir
+    stray = [n for n in os.listdir(directory) if n != "lock" and not n.startswith(("last_reserved_ip.", ".gateway."))]
+    if stray:
+        problems.append(f"left in {directory} at the end: {' '.join(sorted(stray)[:10])}")
     for line in problems[:20]:
         print("  " + line)
     f = figures
-    print(f"kill -9: {f['kills']} kills ({f['landed']} landed before the verb finished; ADD {add_time * 1000:.1f} ms, "
-          f"DEL {del_time * 1000:.1f} ms here); hangs {f['hangs']}, signals {f['signals']}, failed DELs {f['failed_dels']}, leaks {f['leaks']}")
+    print(f"kill -9: {f['kills']} kills, seed {args.seed} ({f['landed']} landed before the verb finished, {f['late_reaped']} "
+          f"reaped after the runtime's DEL; ADD {add_time * 1000:.1f} ms, DEL {del_time * 1000:.1f} ms here); hangs {f['hangs']}, "
+          f"signals {f['signals']}, failed DELs {f['failed_dels']}, leaks {f['leaks']}, temporary files {f['temporaries']}, "
+          f"left at the end {len(stray)}")
     sys.exit(0 if not problems else 1)
 
 

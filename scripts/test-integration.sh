@@ -25,6 +25,8 @@ SUITES=(
     scripts/test-agent-production.sh
     scripts/test-agent-masquerade-scale.sh
     scripts/test-services.sh
+    scripts/test-podcidr-change.sh
+    scripts/test-lease-index.sh
     scripts/test-reliability.sh
 )
 for script in "${SUITES[@]}"; do

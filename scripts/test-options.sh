@@ -16,6 +16,8 @@ dsipam() {
     printf '{"type":"host-local","dataDir":"%s","ranges":[[{"subnet":"%s"}],[{"subnet":"%s"}]]}' "$DATA_DIR" "$1" "$2"
 }
 code_of() { jq -r '.code // empty' <<<"$1" 2>/dev/null; }
+# check_code NODE ID NETNS CONFIG ADD_RESULT: CHECK's error code (empty when it passed).
+check_code() { code_of "$(cni "$1" CHECK "$2" "$3" eth0 "$(jq -c --argjson p "$5" '. + {prevResult: $p}' <<<"$4")")"; }
 ns_mac() { ip -n "$RUN-$1" -o link show "$2" | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2; }
 nft_rules() { ip netns exec "$RUN-$1" nft list table bridge bridge_ipam 2>/dev/null | grep -c 'ether saddr' || true; }
 pod_adds_v4() { ip -n "$RUN-$1" -4 -o addr show dev eth0 | wc -l; }
@@ -48,6 +50,10 @@ check "ADD succeeds" test -z "$(code_of "$r")"
 check "the pod interface is left down" bash -c "ip -n $RUN-dcia link show eth0 | grep -q 'state DOWN'"
 check "...while the host end is on the bridge" bash -c "ip -n $RUN-dci -o link show master cni0 | grep -q veth"
 check "combined with IPAM it is refused (code 7)" test "$(code_of "$(cni dci ADD dcib /run/netns/$RUN-dcia eth1 "$(cfg dcinet '"disableContainerInterface":true' "$(v4ipam 10.10.0.0/24)")")")" = 7
+DCI=$(cfg dcinet '"disableContainerInterface":true' '{}')
+check "CHECK passes while the pod interface is down" test -z "$(check_code dci dcia /run/netns/$RUN-dcia "$DCI" "$r")"
+ip -n $RUN-dcia link set eth0 up
+check "CHECK fails (code 105) once it is brought up by hand (issue 22 item 4)" test "$(check_code dci dcia /run/netns/$RUN-dcia "$DCI" "$r")" = 105
 
 echo "== args.cni.mac"
 new_ns mac; new_ns maca; new_ns macb; new_ns macc
@@ -103,6 +109,20 @@ check "the host veth is an isolated bridge port" bash -c "ip -n $RUN-iso -d link
 check "isolated pods do not reach each other" bash -c "! ip netns exec $RUN-isoa ping -n -q -c 2 -W 1 $bip >/dev/null 2>&1"
 check "...but reach their gateway" ping_ok isoa 10.13.0.1
 check "...and the node reaches them" ping_ok iso "$aip"
+veth=$(jq -r '.interfaces[1].name' <<<"$ra")
+check "CHECK passes on the isolated port" test -z "$(check_code iso isoa /run/netns/$RUN-isoa "$ISO" "$ra")"
+ip -n $RUN-iso link set "$veth" type bridge_slave isolated off
+check "CHECK fails (code 105) once isolation is turned off by hand (issue 22 item 4)" \
+    test "$(check_code iso isoa /run/netns/$RUN-isoa "$ISO" "$ra")" = 105
+HP=$(cfg isonet '"isGateway":true,"hairpinMode":true' "$(v4ipam 10.13.0.0/24)")
+new_ns hpa
+rh=$(cni iso ADD hpa /run/netns/$RUN-hpa eth0 "$HP")
+hveth=$(jq -r '.interfaces[1].name' <<<"$rh")
+check "hairpinMode: the host veth has hairpin on" bash -c "ip -n $RUN-iso -d link show $hveth | grep -q 'hairpin on'"
+check "CHECK passes with hairpin on" test -z "$(check_code iso hpa /run/netns/$RUN-hpa "$HP" "$rh")"
+ip -n $RUN-iso link set "$hveth" type bridge_slave hairpin off
+check "CHECK fails (code 105) once hairpin is turned off by hand (issue 22 item 4)" \
+    test "$(check_code iso hpa /run/netns/$RUN-hpa "$HP" "$rh")" = 105
 
 echo "== enabledad"
 new_ns dad; new_ns dada

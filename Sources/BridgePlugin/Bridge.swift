@@ -56,24 +56,33 @@ struct Bridge {
     /// IPv6 gateways skip duplicate address detection: the bridge is ours, IPAM reserves the
     /// gateway address so no pod can hold it, and DAD would keep a fresh node's first pods from
     /// their gateway for about 2 s (the bridge's first port brings its carrier up, then DAD runs).
+    /// A former pod subnet's gateway (a podCIDR change, see `FormerGateways`) stays beside the new
+    /// one while pods use it, and goes when none does.
     func ensureGateways(_ gateways: [IPNetwork], on bridge: Link) throws(CNIError) {
         guard !gateways.isEmpty else { return }
         let existing = try node.addresses(index: bridge.index)
         for gateway in gateways {
             if existing.contains(where: { $0.network == gateway }) { continue }
             let conflicting = existing.filter {
-                $0.network.address.family == gateway.address.family
+                $0.network.address.family == gateway.address.family && !gateways.contains($0.network)
                     && (gateway.address.family == .v4 || $0.network.overlaps(gateway))
             }
             for other in conflicting {
-                guard config.forceAddress else {
+                if config.forceAddress {
+                    try node.deleteAddress(other.network, index: bridge.index)
+                    continue
+                }
+                switch try FormerGateways(config: config).verdict(on: other.network) {
+                case .keep: continue
+                case .retire: try node.deleteAddress(other.network, index: bridge.index)
+                case .conflict:
                     throw CNIError(
                         .bridgeConflict, "bridge \(bridge.name) already has address \(other.network), not the gateway \(gateway)",
                         details: "set \"forceAddress\": true to replace it, or use another bridge")
                 }
-                try node.deleteAddress(other.network, index: bridge.index)
             }
             try node.addAddress(gateway, index: bridge.index, options: AddressOptions(skipDuplicateDetection: true), tolerateExisting: true)
+            FormerGateways(config: config).record(gateway)
         }
         try node.enableForwarding(
             ipv4: gateways.contains { $0.address.family == .v4 }, ipv6: gateways.contains { $0.address.family == .v6 })

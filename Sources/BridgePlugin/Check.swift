@@ -5,7 +5,8 @@ import NFTables
 import Addresses
 
 /// CHECK: the attachment still looks as `prevResult` says: the pod interface with its MAC,
-/// addresses and routes, the lease, the bridge, and the host veth on it.
+/// addresses and routes, the lease, the bridge, and the host veth on it with the port flags the
+/// config asks for.
 struct Check {
     let context: Context
     init(_ context: Context) { self.context = context }
@@ -108,6 +109,28 @@ struct Check {
         }
         guard veth.master == bridge.index else {
             throw failed("host interface \(veth.name) is not attached to bridge \(config.bridge)")
+        }
+        try checkPortSettings(pod: link, hostVeth: veth)
+    }
+
+    /// What the config promised for this attachment's ports: the host veth's hairpin flag
+    /// (`hairpinMode`) and isolation flag (`portIsolation`) as ADD set them, and the pod
+    /// interface down under `disableContainerInterface`.
+    func checkPortSettings(pod: Link, hostVeth veth: Link) throws(CNIError) {
+        let config = context.config
+        let ifname = context.environment.ifname
+        if config.disableContainerInterface && pod.isUp {
+            throw failed("interface \(ifname) is up, but the config says disableContainerInterface")
+        }
+        // The kernel reports a port's flags with the link; nil (an old kernel) is not checked.
+        guard let port = veth.bridgePort else { return }
+        if let hairpin = port.hairpin, hairpin != config.hairpinMode {
+            throw failed(
+                "hairpin mode of bridge port \(veth.name) is \(hairpin ? "on" : "off"), the config says hairpinMode \(config.hairpinMode)")
+        }
+        if let isolated = port.isolated, isolated != config.portIsolation {
+            throw failed(
+                "bridge port \(veth.name) is \(isolated ? "" : "not ")isolated, the config says portIsolation \(config.portIsolation)")
         }
     }
 }

@@ -16,7 +16,11 @@ struct Delete {
         // against its lease's owner); an unreadable prevResult only costs that scan.
         let masquerade = context.config.ipMasq ? Masquerade(config: context.config, filter: context.namespaces.packetFilter()) : nil
         let addresses = context.config.prevResult.flatMap { try? CNIResult.parse($0) }?.ips.map(\.address.address) ?? []
-        try context.ipam.delete(owner: context.owner, addresses: addresses, masquerade: masquerade)
+        let released = try context.ipam.delete(owner: context.owner, addresses: addresses, masquerade: masquerade)
+        // After a podCIDR change, the old subnet's gateway goes with its last lease.
+        if context.config.isGateway && FormerGateways.anyFormer(released, config: context.config) {
+            try FormerGateways(config: context.config, namespaces: context.namespaces).retire(after: released)
+        }
         if context.config.macSpoofCheck {
             try MacSpoofCheck(network: context.config.name, filter: context.namespaces.packetFilter()).remove(owner: context.owner)
         }

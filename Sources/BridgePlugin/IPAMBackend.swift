@@ -57,6 +57,7 @@ enum IPAMBackend {
                     for allocation in allocations { try? store.release(allocation.address) }
                     throw error
                 }
+                store.recordHolder(owner, of: allocations.map(\.address))
                 return allocations
             }
             outcome.ips = allocations.map {
@@ -85,26 +86,32 @@ enum IPAMBackend {
         }
     }
 
-    /// Releases the attachment's addresses; succeeds when there are none. `addresses` (from a
-    /// DEL's prevResult, or what a failed ADD allocated) are released by name, each only if its
-    /// lease names `owner`, so the cost does not grow with the number of leases; without them,
-    /// or when none of them is ours, every lease file is read. With `masquerade` the network's
-    /// rule goes with its last lease, under the same lock.
-    func delete(owner: LeaseOwner, addresses: [IPAddress] = [], masquerade: Masquerade? = nil) throws(CNIError) {
+    /// Releases the attachment's addresses; succeeds when there are none. The store's index and
+    /// `addresses` (from a DEL's prevResult, or what a failed ADD allocated) name them, and each
+    /// is released only if its lease names `owner`, so the cost does not grow with the number of
+    /// leases; only after another writer changed the directory is every lease file read, once
+    /// (see `LeaseStore`). With `masquerade` the network's rule goes with its last lease, under
+    /// the same lock.
+    /// Returns the addresses it released (none for a delegated IPAM).
+    @discardableResult
+    func delete(owner: LeaseOwner, addresses: [IPAddress] = [], masquerade: Masquerade? = nil) throws(CNIError) -> [IPAddress] {
         switch self {
         case .builtIn(let ipam, let network):
+            // Filled inside: a closure that returns nothing costs no generic metadata.
+            var released: [IPAddress] = []
             try ipam.withLeases(network: network) { (store) throws(CNIError) in
                 let leasesRemain: Bool
                 do throws(SystemError) {
-                    if try store.release(addresses, ifOwnedBy: owner).isEmpty {
-                        try store.release(owner: owner)
-                    }
+                    released = try store.release(owner: owner, hinted: addresses)
                     leasesRemain = masquerade == nil ? true : try store.hasLeases()
                 } catch { throw .store(error) }
                 if !leasesRemain { try masquerade?.remove() }
             }
-        case .delegated(let plugin): _ = try plugin.run(command: .del)
-        case .layer2Only: break  // nothing leased (and ipMasq is refused without IPAM)
+            return released
+        case .delegated(let plugin):
+            _ = try plugin.run(command: .del)
+            return []
+        case .layer2Only: return []  // nothing leased (and ipMasq is refused without IPAM)
         }
     }
 }

@@ -61,7 +61,17 @@ public enum Plugin {
             if environment.command == .add, let wait = try SubnetFileWait(config: try object.get()) { try wait.untilPresent(system) }
             // DEL must clean up also when the node's subnet file is gone (e.g. /run after a
             // reboot, before its agent rewrote it): it releases leases by owner, not by range.
-            let config = try NetworkConfig.parse(object: try object.get(), subnetFileOptional: environment.command == .del)
+            let config: NetworkConfig
+            do throws(CNIError) {
+                config = try NetworkConfig.parse(object: try object.get(), subnetFileOptional: environment.command == .del)
+            } catch {
+                // STATUS on a node whose subnet file is not written yet: code 50, not 7.
+                if environment.command == .status, let parsed = try? object.get(), let unprovisioned = Status.unprovisioned(config: parsed)
+                {
+                    throw unprovisioned
+                }
+                throw error
+            }
             versionText = config.cniVersionText
             let context = Context(environment: environment, config: config, stdin: stdin, namespaces: namespaces)
             switch environment.command {

@@ -1,5 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CNI
 import IPAM
+import JSON
 import SystemIO
 import Netlink
 import Addresses
@@ -37,5 +41,27 @@ struct Status {
             throw unavailable("\(config.bridge) exists but is not a bridge")
         }
         if let error = BridgeNetfilterCheck.unavailable(on: try context.namespaces.node()) { throw error }
+    }
+}
+
+extension Status {
+    /// STATUS's answer when the config cannot be read because the node's subnet file is missing
+    /// or empty: code 50, the plugin cannot serve ADD *now* (its provisioner has not written the
+    /// file yet), rather than the config error (code 7) that ADD gets. Nil when the file is there
+    /// with content, so that a malformed one stays a config error.
+    static func unprovisioned(config object: JSONObject) -> CNIError? {
+        guard let path = object["ipam"]?["subnetFile"]?.stringValue else { return nil }
+        let problem: String
+        do throws(SystemError) {
+            let bytes = try FileIO.read(path, limit: 64 * 1024)
+            guard String(decoding: bytes, as: UTF8.self).trimmingWhitespace().isEmpty else { return nil }
+            problem = "is empty"
+        } catch {
+            guard error.errno == ENOENT else { return nil }
+            problem = "does not exist"
+        }
+        return CNIError(
+            .notAvailable, "the node's subnet file \(path) \(problem)",
+            details: "its provisioner (bridge-ipam-agent, flannel) has not written this node's pod subnet yet")
     }
 }

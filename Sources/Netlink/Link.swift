@@ -19,6 +19,9 @@ public struct Link: Sendable, Equatable {
     public let peerIndex: Int32?
     /// `IFLA_IFALIAS`: a free-form label (we tag host veths with their attachment).
     public let alias: String?
+    /// A bridge port's hairpin and isolation flags (`IFLA_INFO_SLAVE_DATA`); nil when the link is
+    /// not a bridge port, or the kernel did not say.
+    public let bridgePort: BridgePortSettings?
     /// A VXLAN device's settings (IFLA_INFO_DATA of kind "vxlan").
     public let vxlan: VXLANSettings?
     /// A bridge's own bridge-netfilter switches; nil for other links, and for a bridge of a
@@ -31,7 +34,8 @@ public struct Link: Sendable, Equatable {
     /// A link as a test's fake kernel describes it.
     public init(
         index: Int32, name: String, flags: UInt32 = 0, mtu: UInt32 = 1500, mac: MACAddress? = nil, master: Int32? = nil,
-        kind: String? = nil, peerIndex: Int32? = nil, alias: String? = nil, vxlan: VXLANSettings? = nil,
+        kind: String? = nil, peerIndex: Int32? = nil, alias: String? = nil, bridgePort: BridgePortSettings? = nil,
+        vxlan: VXLANSettings? = nil,
         bridgeNetfilter: BridgeNetfilter? = nil
     ) {
         self.vxlan = vxlan
@@ -44,6 +48,7 @@ public struct Link: Sendable, Equatable {
         self.kind = kind
         self.peerIndex = peerIndex
         self.alias = alias
+        self.bridgePort = bridgePort
         self.bridgeNetfilter = bridgeNetfilter
     }
 
@@ -62,6 +67,13 @@ public struct Link: Sendable, Equatable {
         bridgeNetfilter = kind == "bridge" ? linkInfo?.nested(UInt16(IFLA_INFO_DATA)).flatMap(BridgeNetfilter.init) : nil
         peerIndex = attrs.u32(UInt16(IFLA_LINK)).map { Int32(bitPattern: $0) }
         alias = attrs.string(UInt16(IFLA_IFALIAS))
+        if let linkInfo, linkInfo.string(UInt16(IFLA_INFO_SLAVE_KIND)) == "bridge", let port = linkInfo.nested(UInt16(IFLA_INFO_SLAVE_DATA))
+        {
+            bridgePort = BridgePortSettings(
+                hairpin: port.u8(UInt16(IFLA_BRPORT_MODE)).map { $0 != 0 }, isolated: port.u8(UInt16(IFLA_BRPORT_ISOLATED)).map { $0 != 0 })
+        } else {
+            bridgePort = nil
+        }
     }
 }
 
@@ -313,7 +325,7 @@ public enum IPv4DeviceSetting: CustomStringConvertible, Sendable {
 }
 
 /// Flags of a bridge port (IFLA_PROTINFO of an AF_BRIDGE RTM_SETLINK).
-public struct BridgePortSettings: Sendable, CustomStringConvertible {
+public struct BridgePortSettings: Sendable, Equatable, CustomStringConvertible {
     /// Hairpin: frames may leave through the port they came in by.
     public var hairpin: Bool?
     /// Isolated: the port exchanges frames only with ports that are not isolated (the bridge

@@ -186,3 +186,53 @@ import Netlink
         #expect(h.leases.isEmpty)
     }
 }
+
+/// A podCIDR change (issue 21 item 5): the subnet file names a new subnet while pods hold
+/// addresses of the old one.
+@Suite struct PodCIDRChangeTests {
+    func subnetFileConfig(_ h: VerbHarness) -> String {
+        h.config(ipam: #"{"type":"host-local","subnetFile":"\#(h.scratch.file("podcidr"))","dataDir":"\#(h.scratch.path)"}"#)
+    }
+
+    func address(_ run: VerbHarness.Run) -> String? { run.json?["ips"]?.arrayValue?.first?["address"]?.stringValue }
+
+    @Test func newPodsGetTheNewSubnetAndTheOldGatewayStaysUntilItsLastPodIsDeleted() {
+        let h = VerbHarness()
+        h.namespaces.pod("/run/netns/pod2")
+        h.scratch.write("podcidr", "10.244.1.0/24\n")
+        let old = h.run("ADD", container: "old", config: subnetFileConfig(h))
+        #expect(address(old) == "10.244.1.2/24", "\(h.result(of: old))")
+        h.scratch.write("podcidr", "10.244.7.0/24\n")
+        let new = h.run("ADD", container: "new", netns: "/run/netns/pod2", config: subnetFileConfig(h))
+        #expect(new.exitCode == 0, "\(h.result(of: new))")
+        #expect(address(new) == "10.244.7.2/24")
+        #expect(Set(h.node.addresses(of: "cni0")) == [IPNetwork(cidr: "10.244.1.1/24")!, IPNetwork(cidr: "10.244.7.1/24")!])
+        // The runtime's DEL without prevResult finds the old lease although it is outside the range.
+        #expect(h.run("DEL", container: "old", config: subnetFileConfig(h)).exitCode == 0)
+        #expect(h.leases == ["10.244.7.2"])
+        #expect(h.node.addresses(of: "cni0") == [IPNetwork(cidr: "10.244.7.1/24")!], "the old gateway went with its last pod")
+        #expect(h.lockIsFree)
+    }
+
+    @Test func anOldGatewayNoPodUsesIsReplacedByTheNextADD() {
+        let h = VerbHarness()
+        h.scratch.write("podcidr", "10.244.1.0/24\n")
+        #expect(h.run("ADD", container: "old", config: subnetFileConfig(h)).exitCode == 0)
+        #expect(h.run("DEL", container: "old", config: subnetFileConfig(h)).exitCode == 0)
+        h.scratch.write("podcidr", "10.244.7.0/24\n")
+        let new = h.run("ADD", container: "new", config: subnetFileConfig(h))
+        #expect(new.exitCode == 0, "\(h.result(of: new))")
+        #expect(h.node.addresses(of: "cni0") == [IPNetwork(cidr: "10.244.7.1/24")!])
+    }
+
+    @Test func anAddressThatWasNeverAGatewayOfOursIsStillAConflict() {
+        let h = VerbHarness()
+        h.scratch.write("podcidr", "10.244.7.0/24\n")
+        h.node.insert(Link(index: 5, name: "cni0", flags: 1, kind: "bridge"))
+        h.node.addAddressDirectly(IPNetwork(cidr: "10.244.1.1/24")!, to: "cni0")
+        let r = h.run("ADD", config: subnetFileConfig(h))
+        #expect(r.code == 103)
+        #expect(h.leases.isEmpty)
+        #expect(h.node.addresses(of: "cni0") == [IPNetwork(cidr: "10.244.1.1/24")!])
+    }
+}

@@ -118,6 +118,39 @@ import Netlink
         #expect(r.json?["msg"]?.stringValue == "address 10.244.1.2/24 missing on eth0")
     }
 
+    @Test(arguments: [
+        (#""hairpinMode":true"#, "hairpin mode of bridge port", BridgePortSettings(hairpin: false)),
+        (#""portIsolation":true"#, "is not isolated, the config says portIsolation true", BridgePortSettings(isolated: false)),
+        ("", "hairpin mode of bridge port", BridgePortSettings(hairpin: true)),
+        ("", "is isolated, the config says portIsolation false", BridgePortSettings(isolated: true)),
+    ])
+    func checkFindsABridgePortFlagUndoneByHand(extra: String, message: String, undo: BridgePortSettings) {
+        let h = VerbHarness()
+        let add = h.run("ADD", config: h.config(extra: extra))
+        #expect(add.exitCode == 0, "\(h.result(of: add))")
+        let check = withPrevResult(h, add.json, extra: extra)
+        #expect(h.run("CHECK", config: check).exitCode == 0)
+        h.node.setBridgePort(h.hostVeths[0], undo)
+        let r = h.run("CHECK", config: check)
+        #expect(r.code == 105)
+        #expect(r.json?["msg"]?.stringValue?.contains(message) == true, "\(h.result(of: r))")
+    }
+
+    @Test func checkFindsThePodInterfaceUpUnderDisableContainerInterface() {
+        let h = VerbHarness()
+        let config = h.config(extra: #""disableContainerInterface":true"#, ipam: "{}")
+        let add = h.run("ADD", config: config)
+        #expect(h.pod.named("eth0")?.isUp == false, "\(h.result(of: add))")
+        var object = (try? JSONValue.parse(Array(config.utf8)))?.objectValue ?? [:]
+        object["prevResult"] = add.json
+        let check = JSONValue.object(object).serialized()
+        #expect(h.run("CHECK", config: check).exitCode == 0)
+        h.pod.setUp("eth0", true)
+        let r = h.run("CHECK", config: check)
+        #expect(r.code == 105)
+        #expect(r.json?["msg"]?.stringValue == "interface eth0 is up, but the config says disableContainerInterface")
+    }
+
     @Test func checkOfAMissingNamespaceIs106() {
         let h = VerbHarness()
         let add = h.run("ADD")
@@ -148,6 +181,25 @@ import Netlink
         #expect(r.details.contains("Device or resource busy"), "\(r.details)")
         #expect(h.leases.isEmpty)
         #expect(h.lockIsFree)
+    }
+
+    @Test func statusIs50WhileTheSubnetFileIsMissingOrEmptyAnd7WhenMalformed() {
+        let h = VerbHarness()
+        let path = h.scratch.file("podcidr")
+        let config = h.config(ipam: #"{"type":"host-local","subnetFile":"\#(path)","dataDir":"\#(h.scratch.path)"}"#)
+        let missing = h.run("STATUS", config: config)
+        #expect(missing.code == 50, "\(h.result(of: missing))")
+        #expect(missing.json?["msg"]?.stringValue == "the node's subnet file \(path) does not exist")
+        for empty in ["", " \n\n"] {
+            h.scratch.write("podcidr", empty)
+            let r = h.run("STATUS", config: config)
+            #expect(
+                r.code == 50 && r.json?["msg"]?.stringValue?.hasSuffix("is empty") == true, "\(empty.debugDescription): \(h.result(of: r))")
+        }
+        h.scratch.write("podcidr", "10.244.1.0/33\n")
+        #expect(h.run("STATUS", config: config).code == 7, "a malformed file is a config error")
+        h.scratch.write("podcidr", "10.244.1.0/24\n")
+        #expect(h.run("STATUS", config: config).exitCode == 0)
     }
 
     @Test func statusIs50WhenTheBridgeNameIsTakenByAnotherDevice() {

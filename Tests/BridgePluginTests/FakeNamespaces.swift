@@ -177,7 +177,8 @@ final class FakeNamespace: NamespaceNetwork {
         insert(
             Link(
                 index: index, name: pair.name, flags: 1, mtu: pair.mtu ?? 1500, mac: pair.mac, master: pair.master,
-                kind: "veth", peerIndex: peerIndex))
+                kind: "veth", peerIndex: peerIndex,
+                bridgePort: pair.master == nil ? nil : BridgePortSettings(hairpin: false, isolated: false)))
         peerSide.insert(
             Link(
                 index: peerIndex, name: pair.peerName, mtu: pair.mtu ?? 1500, mac: pair.peerMAC, kind: "veth",
@@ -195,6 +196,19 @@ final class FakeNamespace: NamespaceNetwork {
         try record("tagBridgePort", name)
         guard let link = linksByIndex[index] else { throw .netlink(NetlinkError("set alias of \(name)", errno: ENODEV)) }
         replace(link, alias: alias)
+        if !port.isEmpty { setBridgePort(name, port) }
+    }
+
+    /// Changes a bridge port's flags (as ADD does, or as an operator would by hand).
+    func setBridgePort(_ name: String, _ port: BridgePortSettings) {
+        guard let link = named(name), let current = link.bridgePort else { return }
+        replace(link, bridgePort: BridgePortSettings(hairpin: port.hairpin ?? current.hairpin, isolated: port.isolated ?? current.isolated))
+    }
+
+    /// Sets a link's up flag, as `ip link set NAME up|down` would.
+    func setUp(_ name: String, _ up: Bool) {
+        guard let link = named(name) else { return }
+        replace(link, flags: up ? link.flags | 1 : link.flags & ~1)
     }
 
     func addAddress(_ address: IPNetwork, index: Int32, options: AddressOptions, tolerateExisting: Bool) throws(CNIError) {
@@ -250,11 +264,13 @@ final class FakeNamespace: NamespaceNetwork {
 
     // MARK: - Kernel behaviour
 
-    private func replace(_ link: Link, flags: UInt32? = nil, alias: String?? = nil, netfilter: BridgeNetfilter? = nil) {
+    private func replace(
+        _ link: Link, flags: UInt32? = nil, alias: String?? = nil, bridgePort: BridgePortSettings? = nil, netfilter: BridgeNetfilter? = nil
+    ) {
         linksByIndex[link.index] = Link(
             index: link.index, name: link.name, flags: flags ?? link.flags, mtu: link.mtu, mac: link.mac,
             master: link.master, kind: link.kind, peerIndex: link.peerIndex, alias: alias ?? link.alias,
-            bridgeNetfilter: netfilter ?? link.bridgeNetfilter)
+            bridgePort: bridgePort ?? link.bridgePort, bridgeNetfilter: netfilter ?? link.bridgeNetfilter)
     }
 
     /// Removes a link with its addresses and routes; a veth takes its peer along, wherever it is.

@@ -93,17 +93,125 @@ import Addresses
         }
     }
 
-    @Test func staleTemporaryFilesAreSweptLiveOnesKept() throws {
-        // PID 2^22+1 is above the kernel's pid_max limit: never alive.
+    @Test func everyTemporaryOfOursFoundUnderTheLockIsSwept() throws {
+        // Every writer holds the lock: whatever its PID says (a killed writer not yet reaped
+        // still answers to its PID, this process's own included), the file is a leftover.
         dir.write("net", ".10.0.0.5.4194305.tmp", "x")
         dir.write("net", "last_reserved_ip.0.4194305.tmp", "x")
-        dir.write("net", ".10.0.0.6.\(getpid()).tmp", "ours, fresh")
+        dir.write("net", ".10.0.0.6.\(getpid()).tmp", "a killed writer's, its PID alive")
+        dir.write("net", ".lease.tmp", "x")
+        dir.write("net", ".probe.tmp", "")
         dir.write("net", "unrelated.tmp", "not ours")
         try withStore { store in _ = try store.leases() }
-        #expect(!exists(dir.file("net", ".10.0.0.5.4194305.tmp")))
-        #expect(!exists(dir.file("net", "last_reserved_ip.0.4194305.tmp")))
-        #expect(exists(dir.file("net", ".10.0.0.6.\(getpid()).tmp")))
+        for name in [".10.0.0.5.4194305.tmp", "last_reserved_ip.0.4194305.tmp", ".10.0.0.6.\(getpid()).tmp", ".lease.tmp", ".probe.tmp"] {
+            #expect(!exists(dir.file("net", name)), "\(name) swept")
+        }
         #expect(exists(dir.file("net", "unrelated.tmp")))
+    }
+
+    @Test func aLeaseIsWrittenWithoutATemporaryName() throws {
+        // O_TMPFILE: the directory never holds anything but the lease itself (and the index).
+        try withStore { store in
+            let reserved = try store.reserve(IPAddress("10.0.0.2")!, for: owner)
+            #expect(reserved)
+        }
+        #expect(names().filter { $0.hasSuffix(".tmp") }.isEmpty)
+        #expect(dir.read("net", "10.0.0.2") == "c1\r\neth0")
+    }
+
+    @Test func theRuntimesDELOfAKilledWritersNamedTemporaryRemovesIt() throws {
+        dir.write("net", ".lease.tmp", "c9\r\neth0")
+        try withStore { store in _ = try store.release(owner: owner, hinted: []) }
+        #expect(!exists(dir.file("net", ".lease.tmp")))
+    }
+
+    func names() -> [String] {
+        var result: [String] = []
+        guard let d = opendir(dir.file("net", "")) else { return [] }
+        defer { closedir(d) }
+        while let entry = readdir(d) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { result.append(name) }
+        }
+        return result
+    }
+
+    /// Reserves `ip` for `holder` and records it in the index, as ADD does.
+    func add(_ ip: String, _ holder: LeaseOwner) throws {
+        try withStore { store in
+            let reserved = try store.reserve(IPAddress(ip)!, for: holder)
+            #expect(reserved)
+            store.recordHolder(holder, of: [IPAddress(ip)!])
+        }
+    }
+
+    func indexComplete() throws -> Bool { try withStore { store in store.indexWasComplete } }
+
+    @Test func aCompleteIndexFindsTheOwnersLeasesAndStaysComplete() throws {
+        try withStore { store in _ = try store.release(owner: owner, hinted: []) }
+        #expect(try indexComplete(), "the first DEL reads the (empty) directory and completes the index")
+        try add("10.0.0.2", owner)
+        try add("10.0.0.3", LeaseOwner(containerID: "c2", ifname: "eth0"))
+        #expect(try indexComplete(), "our own ADDs keep it complete")
+        let released = try withStore { store in try store.release(owner: owner, hinted: []) }
+        #expect(released == [IPAddress("10.0.0.2")!])
+        #expect(try indexComplete())
+        #expect(!exists(dir.file("net", ".by.c1:eth0")), "the entry goes with the lease")
+        #expect(exists(dir.file("net", "10.0.0.3")))
+    }
+
+    @Test func aLeaseAnotherWriterAddsMakesTheIndexIncompleteAndDELStillFindsIt() throws {
+        try add("10.0.0.2", LeaseOwner(containerID: "c2", ifname: "eth0"))
+        try withStore { store in _ = try store.release(owner: owner, hinted: []) }
+        #expect(try indexComplete())
+        // As the reference host-local does: O_EXCL create, then write; no index entry. Right
+        // after our own change, within the same clock tick.
+        dir.write("net", "10.0.0.7", "c1\r\neth0")
+        #expect(try !indexComplete())
+        let released = try withStore { store in try store.release(owner: owner, hinted: []) }
+        #expect(released == [IPAddress("10.0.0.7")!])
+        #expect(try indexComplete(), "the scan rebuilt it")
+        #expect(exists(dir.file("net", ".by.c2:eth0")))
+    }
+
+    @Test func aLeaseAnotherWriterReleasesLeavesAStaleEntryThatIsHarmless() throws {
+        try add("10.0.0.2", owner)
+        unlink(dir.file("net", "10.0.0.2"))  // host-local's DEL of our lease
+        dir.write("net", "10.0.0.2", "c7\r\neth0")  // ...and its ADD of the same address to another
+        let released = try withStore { store in try store.release(owner: owner, hinted: []) }
+        #expect(released.isEmpty, "the lease names another owner now")
+        #expect(dir.read("net", "10.0.0.2") == "c7\r\neth0")
+        #expect(try indexComplete())
+        #expect(!exists(dir.file("net", ".by.c1:eth0")))
+        #expect(exists(dir.file("net", ".by.c7:eth0")))
+    }
+
+    @Test func aTornOrForeignRecordInTheLockFileMeansIncomplete() throws {
+        try withStore { store in _ = try store.release(owner: owner, hinted: []) }
+        #expect(try indexComplete())
+        let record = dir.read("net", "lock") ?? ""
+        for torn in [String(record.dropLast()), "", "garbage\n", String(record.map { $0 == "1" ? "2" : $0 })] {
+            dir.write("net", "lock", torn)
+            #expect(try !indexComplete(), "record \(torn.debugDescription)")
+        }
+    }
+
+    @Test func leasesWithoutAnIfnameAreFoundThroughTheContainersEntry() throws {
+        dir.write("net", "10.0.0.4", "c1")  // an older host-local's file
+        try withStore { store in _ = try store.release(owner: LeaseOwner(containerID: "x", ifname: "eth0"), hinted: []) }
+        #expect(try indexComplete())
+        #expect(exists(dir.file("net", ".by.c1:")))
+        let released = try withStore { store in try store.release(owner: owner, hinted: []) }
+        #expect(released == [IPAddress("10.0.0.4")!])
+    }
+
+    @Test func anOwnerTooLongToIndexKeepsTheIndexIncomplete() throws {
+        let long = LeaseOwner(containerID: String(repeating: "a", count: 300), ifname: "eth0")
+        try add("10.0.0.2", long)
+        try withStore { store in _ = try store.release(owner: owner, hinted: []) }
+        #expect(try !indexComplete())
+        let released = try withStore { store in try store.release(owner: long, hinted: []) }
+        #expect(released == [IPAddress("10.0.0.2")!], "found by reading every lease")
     }
 
     @Test func theHintIsRewrittenInPlaceAndATornOneIsIgnored() throws {
