@@ -45,9 +45,21 @@ public struct MasqueradeRule: Equatable, Sendable {
     /// is outdated (e.g. an exclusion was added) is found and replaced. nftables keeps at most
     /// 128 bytes of comment; network names are capped well below that by the config check.
     public var comment: String {
+        tag(digesting: "\(sources.map(\.description).joined(separator: ",")) except \(excluded.map(\.description).joined(separator: ","))")
+    }
+
+    /// The tag of the same rule with its exclusions in the named set `exclusionSet`: the two
+    /// forms of a rule have different tags, so that one replaces the other.
+    public func comment(exclusionSet: String) -> String {
+        tag(
+            digesting:
+                "\(sources.map(\.description).joined(separator: ",")) except \(excluded.map(\.description).joined(separator: ",")) in @\(exclusionSet)"
+        )
+    }
+
+    private func tag(digesting text: String) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a
-        for byte in "\(sources.map(\.description).joined(separator: ",")) except \(excluded.map(\.description).joined(separator: ","))".utf8
-        {
+        for byte in text.utf8 {
             hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
         }
         let hex = String(hash, radix: 16)
@@ -73,6 +85,12 @@ public struct MasqueradeRule: Equatable, Sendable {
         return merged.map { ($0.start, $0.last.advanced(by: 1)) }
     }
 
+    /// The same intervals as first and last address, as a named set's update takes them.
+    public var excludedRanges: [ClosedRange<IPAddress>] {
+        let last: IPAddress = family == .v4 ? .v4(UInt32.max) : .v6(UInt128.max)
+        return excludedIntervals.map { $0.start...($0.end?.advanced(by: -1) ?? last) }
+    }
+
     /// `ip` or `ip6`: the nftables family keyword, also the table's family.
     public var familyKeyword: String { family == .v4 ? "ip" : "ip6" }
 
@@ -80,5 +98,10 @@ public struct MasqueradeRule: Equatable, Sendable {
     public func nftSyntax(source: IPNetwork) -> String {
         let set = excluded.isEmpty ? "" : " \(familyKeyword) daddr != { \(excluded.map(\.description).joined(separator: ", ")) }"
         return "\(familyKeyword) saddr \(source)\(set) masquerade comment \"\(comment)\""
+    }
+
+    /// The same with the exclusions in the table's named set `exclusionSet`.
+    public func nftSyntax(source: IPNetwork, exclusionSet: String) -> String {
+        "\(familyKeyword) saddr \(source) \(familyKeyword) daddr != @\(exclusionSet) masquerade comment \"\(comment(exclusionSet: exclusionSet))\""
     }
 }

@@ -21,16 +21,50 @@ public final class NFTables {
     /// Anonymous sets are named by the kernel; within a transaction they are told apart by id.
     private var nextSetID: UInt32 = 0
 
+    /// When set (the node agent's table), the exclusions live in this named interval set of the
+    /// table, one per family, which the rule looks up (`daddr != @excluded`), instead of an
+    /// anonymous set per rule: thousands of node addresses need several element messages, and a
+    /// node joining or leaving then changes one element, not the whole set.
+    public let exclusionSet: String?
+    /// What this instance last wrote in each family with a named exclusion set. A class, nil
+    /// for the plugin: its ADD does not pay for the dictionary's generic type metadata.
+    private var applied: AppliedExclusions?
+
+    /// The rule's comment and the set's intervals last written in each family. While the listed
+    /// rules still carry that comment, a change is sent as the difference.
+    private final class AppliedExclusions {
+        var families: [IPAddress.Family: (comment: String, ranges: [ClosedRange<IPAddress>])] = [:]
+    }
+
+    /// The largest transaction with a named exclusion set: 8 MiB, some 100,000 IPv6 intervals.
+    public static let namedSetTransactionLimit = 8 << 20
+
     /// Opens a netfilter netlink socket in the calling thread's namespace.
     public init(table: String = NFTables.table) throws(NetlinkError) {
         socket = try NetlinkSocket(protocol: NETLINK_NETFILTER)
         self.table = table
+        exclusionSet = nil
+    }
+
+    /// Our table `table`, its exclusions in the named set `exclusionSet`; the socket can send a
+    /// transaction of the whole set.
+    public init(table: String, exclusionSet: String) throws(NetlinkError) {
+        socket = try NetlinkSocket(protocol: NETLINK_NETFILTER, sendBuffer: NFTables.namedSetTransactionLimit)
+        socket.maximumTransactionSize = NFTables.namedSetTransactionLimit
+        self.table = table
+        self.exclusionSet = exclusionSet
+        applied = AppliedExclusions()
     }
 
     /// Speaks through `socket`, a NETLINK_NETFILTER one (tests give one over a fake transport).
-    public init(socket: NetlinkSocket, table: String = NFTables.table) {
+    public init(socket: NetlinkSocket, table: String = NFTables.table, exclusionSet: String? = nil) {
         self.socket = socket
         self.table = table
+        self.exclusionSet = exclusionSet
+        if exclusionSet != nil {
+            socket.maximumTransactionSize = NFTables.namedSetTransactionLimit
+            applied = AppliedExclusions()
+        }
     }
 
     static func protocolFamily(_ family: IPAddress.Family) -> UInt8 {
@@ -59,7 +93,12 @@ public final class NFTables {
     }
 
     private func isCurrent(_ rule: MasqueradeRule, listed: [ListedRule]) -> Bool {
-        listed.count == rule.sources.count && listed.allSatisfy { $0.comment == rule.comment }
+        // The tag is computed only when there is a rule to compare (an ADD that creates the
+        // rule does not pay for formatting its addresses).
+        guard listed.count == rule.sources.count, !listed.isEmpty else { return listed.count == rule.sources.count }
+        let comment: String
+        if let exclusionSet { comment = rule.comment(exclusionSet: exclusionSet) } else { comment = rule.comment }
+        return listed.allSatisfy { $0.comment == comment }
     }
 
     /// Makes our chains hold `rules`, replacing this network's outdated rules of the same
@@ -73,6 +112,10 @@ public final class NFTables {
             if !isCurrent(rule, listed: listed) { outdated.append((rule, listed)) }
         }
         guard !outdated.isEmpty else { return false }
+        if let exclusionSet {
+            try ensure(outdated, exclusionSet: exclusionSet)
+            return true
+        }
         // libnftnl writes a set's elements without checking room: a transaction that could
         // outgrow its datagram is refused before anything is built.
         let bytes = outdated.reduce(0) { $0 + NFTables.exclusionBytes($1.rule) }
@@ -93,6 +136,37 @@ public final class NFTables {
             }
         }
         return true
+    }
+
+    /// Replaces outdated rules whose exclusions live in the named set `name`, in one transaction.
+    /// When the listed rules are the ones this instance wrote last, the set changes by the
+    /// intervals that differ; otherwise (first call, or someone else's change) the set is
+    /// created if missing, emptied and filled.
+    private func ensure(_ outdated: [(rule: MasqueradeRule, listed: [ListedRule])], exclusionSet name: String) throws(NetlinkError) {
+        let known = applied ?? AppliedExclusions()
+        var written = known.families
+        try transaction("set masquerade rules of \(outdated[0].rule.network)") { batch in
+            for (rule, listed) in outdated {
+                let own = chain(rule.family)
+                let set = IntervalSet(
+                    table: table, tableFamily: NFTables.protocolFamily(rule.family), keyword: NFTables.keyword(rule.family), name: name,
+                    family: rule.family)
+                let ranges = rule.excludedRanges
+                if let last = known.families[rule.family], !listed.isEmpty, listed.allSatisfy({ $0.comment == last.comment }) {
+                    set.update(from: last.ranges, to: ranges, &batch)
+                } else {
+                    own.addTableAndChain(to: &batch)
+                    set.add(to: &batch)
+                    set.flush(to: &batch)
+                    set.elements(ranges, delete: false, to: &batch)
+                }
+                for old in listed { own.deleteRule(handle: old.handle, to: &batch) }
+                for source in rule.sources { addRule(rule, source: source, exclusionSet: name, to: &batch) }
+                written[rule.family] = (rule.comment(exclusionSet: name), ranges)
+            }
+        }
+        known.families = written
+        applied = known
     }
 
     /// What a rule's exclusion sets take in a transaction (one set per source): per interval a
@@ -136,6 +210,22 @@ public final class NFTables {
     /// Where the source and destination addresses sit in the network header.
     static func addressOffsets(_ family: IPAddress.Family) -> (source: UInt32, destination: UInt32, length: UInt32) {
         family == .v4 ? (12, 16, 4) : (8, 24, 16)
+    }
+
+    /// `SADDR SOURCE DADDR != @SET masquerade comment TAG`, the set a named one of the table.
+    private func addRule(_ rule: MasqueradeRule, source: IPNetwork, exclusionSet: String, to batch: inout NetlinkSocket.Batch) {
+        let offsets = NFTables.addressOffsets(rule.family)
+        chain(rule.family).addRule("add rule \(rule.nftSyntax(source: source, exclusionSet: exclusionSet))", to: &batch) { r in
+            NFTables.matchAddress(r, offset: offsets.source, network: source)  // saddr
+            NFTables.loadPayload(r, offset: offsets.destination, length: offsets.length)  // daddr
+            let lookup = nftnl_expr_alloc("lookup")!
+            nftnl_expr_set_u32(lookup, UInt16(NFTNL_EXPR_LOOKUP_SREG), UInt32(NFT_REG_1.rawValue))
+            nftnl_expr_set_str(lookup, UInt16(NFTNL_EXPR_LOOKUP_SET), exclusionSet)
+            nftnl_expr_set_u32(lookup, UInt16(NFTNL_EXPR_LOOKUP_FLAGS), NFT_LOOKUP_F_INV.rawValue)
+            nftnl_rule_add_expr(r, lookup)
+            nftnl_rule_add_expr(r, nftnl_expr_alloc("masq"))
+            OwnChain.setComment(rule.comment(exclusionSet: exclusionSet), on: r)
+        }
     }
 
     /// `SADDR SOURCE DADDR != { EXCLUDED... } masquerade comment TAG`: an anonymous interval set

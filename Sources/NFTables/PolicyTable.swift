@@ -226,12 +226,7 @@ public final class PolicyTable {
             let set = new.sets[name]!
             if let previous = oldSets[name], previous.family == set.family {
                 guard previous != set else { continue }
-                let before = Set(previous.ranges.map { [$0.lowerBound, $0.upperBound] })
-                let after = Set(set.ranges.map { [$0.lowerBound, $0.upperBound] })
-                let gone = previous.ranges.filter { !after.contains([$0.lowerBound, $0.upperBound]) }
-                let added = set.ranges.filter { !before.contains([$0.lowerBound, $0.upperBound]) }
-                if !gone.isEmpty { elements(name, set.family, gone, delete: true, &batch) }
-                if !added.isEmpty { elements(name, set.family, added, delete: false, &batch) }
+                namedSet(name, family: set.family).update(from: previous.ranges, to: set.ranges, &batch)
             } else {
                 if oldSets[name] != nil { deleteObject(set: name, &batch) }
                 addSet(name, family: set.family, map: false, &batch)
@@ -315,75 +310,19 @@ public final class PolicyTable {
         }
     }
 
-    nonisolated(unsafe) static var nextSetID: UInt32 = 0
-
-    static func newSet(_ name: String, family f: IPAddress.Family) -> OpaquePointer {
-        let s = nftnl_set_alloc()!
-        nftnl_set_set_str(s, UInt16(NFTNL_SET_TABLE.rawValue), table)
-        nftnl_set_set_str(s, UInt16(NFTNL_SET_NAME.rawValue), name)
-        nftnl_set_set_u32(s, UInt16(NFTNL_SET_FAMILY.rawValue), UInt32(family))
-        // nft's datatypes ipv4_addr (7) and ipv6_addr (8), so that `nft list` shows addresses.
-        nftnl_set_set_u32(s, UInt16(NFTNL_SET_KEY_TYPE.rawValue), f == .v4 ? 7 : 8)
-        nftnl_set_set_u32(s, UInt16(NFTNL_SET_KEY_LEN.rawValue), f == .v4 ? 4 : 16)
-        return s
+    /// A set or map of this table holding addresses of `f`.
+    static func namedSet(_ name: String, family f: IPAddress.Family) -> IntervalSet {
+        IntervalSet(table: table, tableFamily: family, keyword: "inet", name: name, family: f)
     }
 
-    /// A named interval set of addresses, or (`map`) a verdict map keyed by single addresses.
     static func addSet(_ name: String, family f: IPAddress.Family, map: Bool, _ batch: inout NetlinkSocket.Batch) {
-        batch.add("create \(map ? "map" : "set") inet \(table) \(name)", type: type(NFT_MSG_NEWSET), flags: NLM_F_CREATE) { m in
-            m.put(header: OwnChain.header(family: family))
-            let s = newSet(name, family: f)
-            defer { nftnl_set_free(s) }
-            // The kernel wants an id for every new set (rules of the same transaction may name it by id).
-            nextSetID &+= 1
-            nftnl_set_set_u32(s, UInt16(NFTNL_SET_ID.rawValue), nextSetID)
-            if map {
-                nftnl_set_set_u32(s, UInt16(NFTNL_SET_FLAGS.rawValue), NFT_SET_MAP.rawValue)
-                nftnl_set_set_u32(s, UInt16(NFTNL_SET_DATA_TYPE.rawValue), NFT_DATA_VERDICT.rawValue)
-            } else {
-                nftnl_set_set_u32(s, UInt16(NFTNL_SET_FLAGS.rawValue), NFT_SET_INTERVAL.rawValue)
-            }
-            m.withHeader { nftnl_set_nlmsg_build_payload($0, s) }
-        }
+        namedSet(name, family: f).add(map: map, to: &batch)
     }
 
-    /// At most this many elements per message, so that each stays far below the message limit.
-    static let elementsPerMessage = 500
-
-    /// Adds or deletes ranges of an interval set: each is its first address, and the address
-    /// after its last flagged as an interval end (none when it runs to the end of the family).
     static func elements(
         _ name: String, _ f: IPAddress.Family, _ ranges: [ClosedRange<IPAddress>], delete: Bool, _ batch: inout NetlinkSocket.Batch
     ) {
-        var start = 0
-        while start < ranges.count {
-            let chunk = ranges[start..<min(ranges.count, start + elementsPerMessage / 2)]
-            start += chunk.count
-            batch.add(
-                "\(delete ? "delete" : "add") \(chunk.count) elements of set inet \(table) \(name)",
-                type: type(delete ? NFT_MSG_DELSETELEM : NFT_MSG_NEWSETELEM), flags: delete ? 0 : NLM_F_CREATE
-            ) { m in
-                m.put(header: OwnChain.header(family: family))
-                let s = newSet(name, family: f)
-                defer { nftnl_set_free(s) }
-                for range in chunk {
-                    addElement(range.lowerBound.bytes, to: s) { _ in }
-                    if let end = range.upperBound.advanced(by: 1) {
-                        addElement(end.bytes, to: s) {
-                            nftnl_set_elem_set_u32($0, UInt16(NFTNL_SET_ELEM_FLAGS), NFT_SET_ELEM_INTERVAL_END.rawValue)
-                        }
-                    }
-                }
-                m.withHeader { nftnl_set_elems_nlmsg_build_payload($0, s) }
-            }
-        }
-    }
-
-    static func addElement(_ key: [UInt8], to set: OpaquePointer, _ configure: (OpaquePointer) -> Void) {
-        let element = nftnl_set_elem_alloc()!
-        key.withUnsafeBytes { _ = nftnl_set_elem_set(element, UInt16(NFTNL_SET_ELEM_KEY), $0.baseAddress, UInt32($0.count)) }
-        configure(element)
-        nftnl_set_elem_add(set, element)  // the set owns it from here
+        namedSet(name, family: f).elements(ranges, delete: delete, to: &batch)
     }
 
     /// Adds or deletes `address : jump CHAIN` entries of the verdict maps of `side`.
@@ -394,7 +333,7 @@ public final class PolicyTable {
             let mine = entries.filter { $0.key.family == f }
             var start = 0
             while start < mine.count {
-                let chunk = mine[start..<min(mine.count, start + elementsPerMessage)]
+                let chunk = mine[start..<min(mine.count, start + IntervalSet.elementsPerMessage)]
                 start += chunk.count
                 let map = mapName(side, f)
                 batch.add(
@@ -402,10 +341,10 @@ public final class PolicyTable {
                     type: type(delete ? NFT_MSG_DELSETELEM : NFT_MSG_NEWSETELEM), flags: delete ? 0 : NLM_F_CREATE
                 ) { m in
                     m.put(header: OwnChain.header(family: family))
-                    let s = newSet(map, family: f)
+                    let s = namedSet(map, family: f).newSet()
                     defer { nftnl_set_free(s) }
                     for entry in chunk {
-                        addElement(entry.key.bytes, to: s) { e in
+                        IntervalSet.addElement(entry.key.bytes, to: s) { e in
                             nftnl_set_elem_set_u32(e, UInt16(NFTNL_SET_ELEM_VERDICT), UInt32(bitPattern: NFT_JUMP.rawValue))
                             nftnl_set_elem_set_str(e, UInt16(NFTNL_SET_ELEM_CHAIN), entry.value)
                         }

@@ -217,7 +217,10 @@ public final class Agent {
             guard let bytes = readWholeFile(path) else { throw .conflist("cannot read \(path)") }
             do { cidrs = try NodeMasquerade.clusterCIDRs(conflist: bytes, path: path) } catch { throw .conflist(error.description) }
         }
-        do { return NodeMasquerade(clusterCIDRs: cidrs, table: try NFTables(table: NodeMasquerade.table)) } catch {
+        do {
+            return NodeMasquerade(
+                clusterCIDRs: cidrs, table: try NFTables(table: NodeMasquerade.table, exclusionSet: NodeMasquerade.exclusionSet))
+        } catch {
             throw .nftables(error)
         }
     }

@@ -22,13 +22,18 @@ extension NFTables: MasqueradeTable {}
 /// from the Node watch, so it keeps one rule per family of the cluster CIDR in a table of its
 /// own, `ip bridge_ipam_agent` (`ip6` for an IPv6 cluster CIDR), postrouting at srcnat priority:
 ///
-///     ip saddr 10.244.0.0/16 ip daddr != { 10.244.0.0/16, 192.168.1.2, 192.168.1.3 } masquerade
+///     set excluded { type ipv4_addr; flags interval; elements = { 10.244.0.0/16, 192.168.1.2-192.168.1.3 } }
+///     ip saddr 10.244.0.0/16 ip daddr != @excluded masquerade
 ///
 /// The cluster CIDRs are the agent's `--cluster-cidr`s (one per family), or else the conflist's
-/// `ipam.clusterCIDR`. The exclusions are the rule's anonymous interval set; when a node joins, leaves or changes
-/// address, the rule (tagged with a digest of its content) is replaced in one transaction.
+/// `ipam.clusterCIDR`. The exclusions are the table's named interval set `excluded`, filled in
+/// messages of a few hundred elements (one anonymous set cannot hold more than some 1,500 node
+/// addresses); when a node joins, leaves or changes address, one transaction changes the
+/// elements that differ and replaces the rule, tagged with a digest of the content.
 public final class NodeMasquerade {
     public static let table = "bridge_ipam_agent"
+    /// The named interval set of the exclusions, in each family's table.
+    public static let exclusionSet = "excluded"
     /// The rule's network tag (`bridge-ipam cluster DIGEST`).
     static let tag = "cluster"
 
@@ -52,11 +57,13 @@ public final class NodeMasquerade {
     @discardableResult
     public func reconcile(nodeAddresses: [IPAddress]) -> Bool {
         let rules = NodeMasquerade.rules(clusterCIDRs: clusterCIDRs, nodeAddresses: nodeAddresses)
+        let start = Clock.monotonic()
         do {
             if try table.ensure(rules) {
                 let excluded = rules.flatMap(\.excluded).count - clusterCIDRs.count
+                let milliseconds = Int((Clock.monotonic() - start) * 1000)
                 Log.line(
-                    "masquerade: traffic from \(clusterCIDRs.map(\.description).joined(separator: " ")) leaves with the node's address unless it goes to the cluster CIDR or one of \(excluded) node addresses"
+                    "masquerade: traffic from \(clusterCIDRs.map(\.description).joined(separator: " ")) leaves with the node's address unless it goes to the cluster CIDR or one of \(excluded) node addresses (set in \(milliseconds) ms)"
                 )
             }
             lastError = nil

@@ -78,6 +78,64 @@ private let ipv4: UInt8 = 2  // NFPROTO_IPV4
         #expect(huge.error?.errno == E2BIG, "far past the limit: refused, not written past the buffer")
     }
 
+    /// With a named exclusion set (the agent's table), 5,000 scattered node addresses go in
+    /// element messages of a few hundred each, in one transaction; an unchanged rule costs only
+    /// the listing; a node joining or leaving sends one element and the rule's replacement.
+    @Test(arguments: [IPAddress.Family.v4, .v6])
+    func aNamedExclusionSetTakesThousandsOfNodesAndChangesByDifference(family: IPAddress.Family) throws {
+        final class Listed { var comment: String? }
+        let listed = Listed()
+        let fake = FakeTransport { datagram, _ in
+            let request = Wire.messages(datagram)[0]
+            guard request.type == nftablesSubsystem << 8 | 7 else { return Kernel.acknowledge(datagram) }  // GETRULE
+            guard let comment = listed.comment else { return [Kernel.error(request, errno: ENOENT)] }
+            let userData = [0, UInt8(comment.utf8.count + 1)] + Array(comment.utf8) + [0]  // comment TLV
+            let rule = Wire.message(
+                type: request.type, flags: UInt16(NLM_F_MULTI), sequence: request.sequence, port: Kernel.port,
+                [family == .v4 ? ipv4 : 10, 0, 0, 0] + Wire.attribute(3, [0, 0, 0, 0, 0, 0, 0, 9]) + Wire.attribute(7, userData))
+            return [rule, Kernel.done(sequence: request.sequence)]
+        }
+        let tables = NFTables(
+            socket: NetlinkSocket(transport: fake, protocol: NETLINK_NETFILTER, firstSequence: 500), table: "bridge_ipam_agent",
+            exclusionSet: "excluded")
+        let cluster = IPNetwork(cidr: family == .v4 ? "10.244.0.0/16" : "fd00:10:244::/56")!
+        let base: IPAddress = family == .v4 ? .v4(0xC0A8_0000) : IPAddress("fd00:192:168::")!
+        func rule(_ nodes: [Int]) -> MasqueradeRule {
+            let hosts = nodes.map { IPNetwork(address: base.advanced(by: 3 * $0)!, prefixLength: base.bitWidth)! }
+            return MasqueradeRule(network: "cluster", family: family, sources: [cluster], excluded: [cluster] + hosts)
+        }
+        func types(_ datagram: [UInt8]) -> [UInt16] {
+            Wire.messages(datagram).dropFirst().dropLast().map { $0.type & 0xff }
+        }
+        let (newTable, newRule, delRule, newSet, newElements, delElements): (UInt16, UInt16, UInt16, UInt16, UInt16, UInt16) = (
+            0, 6, 8, 9, 12, 14
+        )
+
+        let all = rule(Array(0..<5000))
+        #expect(try tables.ensure([all]))
+        #expect(fake.sent.count == 2, "the listing, then one transaction in one datagram")
+        let first = types(fake.sent[1])
+        #expect(fake.sent[1].count > NetlinkSocket.maximumMessageSize, "larger than one message: \(fake.sent[1].count) bytes")
+        #expect(first.filter { $0 == newTable }.count == 1 && first.filter { $0 == newSet }.count == 1)
+        #expect(first.filter { $0 == delElements }.count == 1, "the set is emptied (a flush) before it is filled")
+        #expect(first.filter { $0 == newElements }.count == (5001 + 249) / 250, "250 intervals a message")
+        #expect(first.filter { $0 == newRule }.count == 1 && !first.contains(delRule))
+
+        listed.comment = all.comment(exclusionSet: "excluded")
+        #expect(try !tables.ensure([all]))
+        #expect(fake.sent.count == 3, "unchanged: the listing only")
+
+        let joined = rule(Array(0..<5001))
+        #expect(try tables.ensure([joined]))
+        #expect(types(fake.sent[4]) == [newElements, delRule, newRule], "a node joins: one element, the rule replaced")
+        #expect(fake.sent[4].count < 1024)
+
+        listed.comment = joined.comment(exclusionSet: "excluded")
+        #expect(try tables.ensure([rule(Array(1..<5001))]))
+        #expect(types(fake.sent[6]) == [delElements, delRule, newRule], "a node leaves: one element deleted")
+        #expect(Wire.messages(fake.sent[6]).allSatisfy { $0.bytes.count <= NetlinkSocket.maximumMessageSize })
+    }
+
     @Test func aFailedCommitReportedOnTheBatchHeaderEndsTheWait() {
         // When the commit fails, the kernel reports it against the batch's first message.
         let fake = kernel { [Kernel.error(Wire.messages($0)[0], errno: ENOMEM)] }

@@ -24,6 +24,7 @@ SUITES=(
     Tests/integration/test-netpol.sh
     Tests/integration/test-vxlan.sh
     Tests/integration/test-agent-production.sh
+    Tests/integration/test-agent-masquerade-scale.sh
     Tests/integration/test-services.sh
     Tests/integration/test-podcidr-change.sh
     Tests/integration/test-lease-index.sh

@@ -230,16 +230,16 @@ for n in "${NODES[@]}"; do
     routes_ok() { local m; for m in "${NODES[@]}"; do [ $m = $1 ] || route_is $1 10.244.$m.0/24 "$(node_ip $m)" || return 1; done; }
     wait_until 10 routes_ok $n
     check "node$n: routes to the other nodes' podCIDRs via their InternalIPs" routes_ok $n
-    masq=$(ip netns exec $RUN-node$n nft list table ip bridge_ipam_agent 2>&1 | grep masquerade | sed 's/^[[:space:]]*//')
+    masq=$(ip netns exec $RUN-node$n nft list table ip bridge_ipam_agent 2>&1 | grep -E 'masquerade|elements' | sed 's/^[[:space:]]*//' | paste -sd' ')
     check "node$n: pod traffic is accepted in FORWARD (policy DROP): $(ip netns exec $RUN-node$n iptables-nft -S FORWARD | grep -c 'bridge-ipam: pod traffic') rules" \
         test "$(ip netns exec $RUN-node$n iptables-nft -S FORWARD | grep -c -- '-j ACCEPT')" = 2
     # The three node addresses are adjacent: nft shows them as one interval.
     check "node$n: the agent's masquerade rule: $masq" \
-        grep -qF 'ip saddr 10.244.0.0/16 ip daddr != { 10.244.0.0/16, 192.168.1.2-192.168.1.4 } masquerade' <<<"$masq"
+        grep -qF 'elements = { 10.244.0.0/16, 192.168.1.2-192.168.1.4 } ip saddr 10.244.0.0/16 ip daddr != @excluded masquerade' <<<"$masq"
     wait_until 10 network_ready $n true
     check "node$n: containerd reports NetworkReady true" network_ready $n true
 done
-masq_rule() { ip netns exec $RUN-node$1 nft list table ip bridge_ipam_agent 2>&1 | grep masquerade; }
+masq_rule() { ip netns exec $RUN-node$1 nft list table ip bridge_ipam_agent 2>&1 | grep -E 'masquerade|elements'; }
 api POST /nodes '{"name":"node7","ip":"192.168.1.77","podCIDR":"10.244.7.0/24"}' >/dev/null
 wait_until 10 bash -c "ip netns exec $RUN-node0 nft list table ip bridge_ipam_agent | grep -q '192.168.1.77 }'"
 check "a node joins (192.168.1.77): node0's masquerade rule excludes it within ${WAITED_MS} ms" grep -q '192.168.1.77 }' <<<"$(masq_rule 0)"
