@@ -239,7 +239,10 @@ for n in "${NODES[@]}"; do
     wait_until 10 network_ready $n true
     check "node$n: containerd reports NetworkReady true" network_ready $n true
 done
-masq_rule() { ip netns exec $RUN-node$1 nft list table ip bridge_ipam_agent 2>&1 | grep -E 'masquerade|elements'; }
+# The rule and its set's elements (nft wraps a long element list onto lines of their own).
+masq_rule() {
+    ip netns exec $RUN-node$1 nft list table ip bridge_ipam_agent 2>&1 | grep -E 'masquerade|elements|^[[:space:]]+[0-9]'
+}
 api POST /nodes '{"name":"node7","ip":"192.168.1.77","podCIDR":"10.244.7.0/24"}' >/dev/null
 wait_until 10 bash -c "ip netns exec $RUN-node0 nft list table ip bridge_ipam_agent | grep -q '192.168.1.77 }'"
 check "a node joins (192.168.1.77): node0's masquerade rule excludes it within ${WAITED_MS} ms" grep -q '192.168.1.77 }' <<<"$(masq_rule 0)"
