@@ -30,19 +30,22 @@ in_root() {
         exec "$@"' in_root "$CACHE" "$RUN_DIR" "$@"
 }
 # chrooted [NODE] -- COMMAND...: COMMAND run inside the root (in namespace $RUN-NODE if given),
-# with /proc, /run/netns and the lease directory bound in.
+# with /proc, /run/netns and the lease directory bound in. Each call has an upper layer of its
+# own over the run's (read-only here): overlayfs refuses a workdir another mount is using, so
+# calls running at once (two ADDs) must not share one.
 chrooted() {
-    local netns=()
+    local netns=() layer
     [ "$1" != -- ] && netns=(ip netns exec "$RUN-$1") && shift
     shift
+    layer=$(mktemp -d "$RUN_DIR/call.XXXXXX") && mkdir "$layer/upper" "$layer/work" || return 125
     "${netns[@]}" unshare -m --propagation private sh -c '
         root=$1 leases=$2
-        mount -t overlay overlay -o lowerdir="$3",upperdir="$4/upper",workdir="$4/work" "$root" || exit 125
+        mount -t overlay overlay -o lowerdir="$4/upper:$3",upperdir="$5/upper",workdir="$5/work" "$root" || exit 125
         mkdir -p "$root/run/netns" "$root/var/lib/cni/networks"
         mount --rbind /proc "$root/proc" && mount --rbind /run/netns "$root/run/netns" &&
             mount --bind "$leases" "$root/var/lib/cni/networks" || exit 125
-        shift 4
-        exec chroot "$root" "$@"' chrooted "$ROOT" "$DATA_DIR" "$CACHE" "$RUN_DIR" "$@"
+        shift 5
+        exec chroot "$root" "$@"' chrooted "$ROOT" "$DATA_DIR" "$CACHE" "$RUN_DIR" "$layer" "$@"
 }
 # plugin NODE VERB CONTAINER_ID NETNS CONFIG: the installed plugin, run as a runtime would.
 plugin() {
