@@ -8,15 +8,7 @@ source "$(dirname "$0")/lib/lib.sh"
 source "$(dirname "$0")/lib/cluster.sh"
 source "$(dirname "$0")/lib/agent-lib.sh"
 
-extra_cleanup() { local n; for n in "${!AGENT_PID[@]}"; do agent_stop $n; done; }
-setup_run
-if [ ! -x "$AGENT_BIN" ]; then echo "no agent binary at $AGENT_BIN (make build)"; echo "0 passed, 1 failed"; exit 1; fi
-make_pki
-new_ns underlay
-ip -n $RUN-underlay link add ul0 type bridge
-ip -n $RUN-underlay link set ul0 up
-apiserver_up || { echo "0 passed, 1 failed"; exit 1; }
-write_kubeconfig "$KUBECONFIG_FILE" "$API_TOKEN"
+agent_suite_start
 
 # scattered K: node K's address, 172.16.0.0 + 3K.
 scattered() { local a=$((3 * $1)); echo "172.16.$((a / 256)).$((a % 256))"; }

@@ -11,16 +11,8 @@ source "$(dirname "$0")/lib/cluster.sh"
 source "$(dirname "$0")/lib/agent-lib.sh"
 PORT=9461
 
-extra_cleanup() { local n; for n in "${!AGENT_PID[@]}"; do agent_stop $n; done; }
-setup_run
-if [ ! -x "$AGENT_BIN" ]; then echo "no agent binary at $AGENT_BIN (make build)"; echo "0 passed, 1 failed"; exit 1; fi
 need() { command -v "$1" >/dev/null || { [ "${CI:-}" = true ] && fail "$1 is not installed (make integration-test installs it)" || echo "skip: $1 is not installed"; return 1; }; }
-make_pki
-new_ns underlay
-ip -n $RUN-underlay link add ul0 type bridge
-ip -n $RUN-underlay link set ul0 up
-apiserver_up || { echo "0 passed, 1 failed"; exit 1; }
-write_kubeconfig "$KUBECONFIG_FILE" "$API_TOKEN"
+agent_suite_start
 for n in 1 2 3 4 5 6; do api_node $n; done
 state() { api GET /state | jq ".$1"; }
 # status N PATH: "CODE BODY" of the agent's status server on node N.

@@ -8,15 +8,7 @@ source "$(dirname "$0")/lib/cluster.sh"
 source "$(dirname "$0")/lib/agent-lib.sh"
 OUTAGE=${OUTAGE:-10}
 
-extra_cleanup() { local n; for n in "${!AGENT_PID[@]}"; do agent_stop $n; done; }
-setup_run
-if [ ! -x "$AGENT_BIN" ]; then echo "no agent binary at $AGENT_BIN (make build)"; echo "0 passed, 1 failed"; exit 1; fi
-make_pki
-new_ns underlay
-ip -n $RUN-underlay link add ul0 type bridge
-ip -n $RUN-underlay link set ul0 up
-apiserver_up || { echo "0 passed, 1 failed"; exit 1; }
-write_kubeconfig "$KUBECONFIG_FILE" "$API_TOKEN"
+agent_suite_start
 api POST /nodes '[{"name":"node0","ip":"192.168.1.2","podCIDR":"10.244.0.0/24"},{"name":"node1","ip":"192.168.1.3","podCIDR":"10.244.1.0/24"},{"name":"node2","ip":"192.168.1.4","podCIDR":"10.244.2.0/24"}]' >/dev/null
 lists() { api GET /state | jq .lists; }
 log_of() { cat "$RUN_DIR/node$1/agent.log"; }

@@ -139,3 +139,18 @@ others_route() {
         route_is $n "$dest" "$via" || return 1
     done
 }
+
+# agent_suite_start: the start every agent suite shares: agents stopped at exit, the run set up
+# (setup_run), a CA, the underlay bridge, and the stand-in API server with a kubeconfig for it.
+# Ends the suite with a failed tally when the agent binary is missing or the server won't start.
+agent_suite_start() {
+    extra_cleanup() { local n; for n in "${!AGENT_PID[@]}"; do agent_stop $n; done; }
+    setup_run
+    if [ ! -x "$AGENT_BIN" ]; then echo "no agent binary at $AGENT_BIN (make build)"; echo "0 passed, 1 failed"; exit 1; fi
+    make_pki
+    new_ns underlay
+    ip -n $RUN-underlay link add ul0 type bridge
+    ip -n $RUN-underlay link set ul0 up
+    apiserver_up || { echo "0 passed, 1 failed"; exit 1; }
+    write_kubeconfig "$KUBECONFIG_FILE" "$API_TOKEN"
+}
