@@ -189,35 +189,7 @@ public struct ForwardAccept {
             let network = rule.network
             let family = network.address.family
             let offset: UInt32 = family == .v4 ? (rule.direction == .from ? 12 : 16) : (rule.direction == .from ? 8 : 24)
-            let width = network.address.bitWidth / 8
-            let wholeBytes = network.prefixLength % 8 == 0
-            let length = UInt32(wholeBytes ? network.prefixLength / 8 : width)
-            let address = Array(network.network.bytes.prefix(Int(length)))
-
-            let payload = nftnl_expr_alloc("payload")!
-            nftnl_expr_set_u32(payload, UInt16(NFTNL_EXPR_PAYLOAD_DREG), UInt32(NFT_REG_1.rawValue))
-            nftnl_expr_set_u32(payload, UInt16(NFTNL_EXPR_PAYLOAD_BASE), UInt32(NFT_PAYLOAD_NETWORK_HEADER.rawValue))
-            nftnl_expr_set_u32(payload, UInt16(NFTNL_EXPR_PAYLOAD_OFFSET), offset)
-            nftnl_expr_set_u32(payload, UInt16(NFTNL_EXPR_PAYLOAD_LEN), length)
-            nftnl_rule_add_expr(r, payload)
-            if !wholeBytes {
-                let all: IPAddress = family == .v4 ? .v4(UInt32.max) : .v6(UInt128.max)
-                let mask = IPNetwork(address: all, prefixLength: network.prefixLength)!.network.bytes
-                let bitwise = nftnl_expr_alloc("bitwise")!
-                nftnl_expr_set_u32(bitwise, UInt16(NFTNL_EXPR_BITWISE_SREG), UInt32(NFT_REG_1.rawValue))
-                nftnl_expr_set_u32(bitwise, UInt16(NFTNL_EXPR_BITWISE_DREG), UInt32(NFT_REG_1.rawValue))
-                nftnl_expr_set_u32(bitwise, UInt16(NFTNL_EXPR_BITWISE_LEN), length)
-                mask.withUnsafeBytes { _ = nftnl_expr_set(bitwise, UInt16(NFTNL_EXPR_BITWISE_MASK), $0.baseAddress, length) }
-                [UInt8](repeating: 0, count: Int(length)).withUnsafeBytes {
-                    _ = nftnl_expr_set(bitwise, UInt16(NFTNL_EXPR_BITWISE_XOR), $0.baseAddress, length)
-                }
-                nftnl_rule_add_expr(r, bitwise)
-            }
-            let cmp = nftnl_expr_alloc("cmp")!
-            nftnl_expr_set_u32(cmp, UInt16(NFTNL_EXPR_CMP_SREG), UInt32(NFT_REG_1.rawValue))
-            nftnl_expr_set_u32(cmp, UInt16(NFTNL_EXPR_CMP_OP), UInt32(NFT_CMP_EQ.rawValue))
-            address.withUnsafeBytes { _ = nftnl_expr_set(cmp, UInt16(NFTNL_EXPR_CMP_DATA), $0.baseAddress, length) }
-            nftnl_rule_add_expr(r, cmp)
+            AddressMatch.match(r, offset: offset, network: network, wholeBytesUnmasked: true)
 
             // xt_comment_info: the comment in a 256-byte, NUL-padded field. libnftnl keeps this
             // buffer (no copy) and frees it with the expression, so it is malloc'd and handed over.

@@ -216,8 +216,8 @@ public final class NFTables {
     private func addRule(_ rule: MasqueradeRule, source: IPNetwork, exclusionSet: String, to batch: inout NetlinkSocket.Batch) {
         let offsets = NFTables.addressOffsets(rule.family)
         chain(rule.family).addRule("add rule \(rule.nftSyntax(source: source, exclusionSet: exclusionSet))", to: &batch) { r in
-            NFTables.matchAddress(r, offset: offsets.source, network: source)  // saddr
-            NFTables.loadPayload(r, offset: offsets.destination, length: offsets.length)  // daddr
+            AddressMatch.match(r, offset: offsets.source, network: source)  // saddr
+            AddressMatch.loadPayload(r, offset: offsets.destination, length: offsets.length)  // daddr
             let lookup = nftnl_expr_alloc("lookup")!
             nftnl_expr_set_u32(lookup, UInt16(NFTNL_EXPR_LOOKUP_SREG), UInt32(NFT_REG_1.rawValue))
             nftnl_expr_set_str(lookup, UInt16(NFTNL_EXPR_LOOKUP_SET), exclusionSet)
@@ -269,9 +269,9 @@ public final class NFTables {
             }
         }
         chain(family).addRule("add rule \(rule.nftSyntax(source: source))", to: &batch) { r in
-            NFTables.matchAddress(r, offset: offsets.source, network: source)  // saddr
+            AddressMatch.match(r, offset: offsets.source, network: source)  // saddr
             if !intervals.isEmpty {
-                NFTables.loadPayload(r, offset: offsets.destination, length: offsets.length)  // daddr
+                AddressMatch.loadPayload(r, offset: offsets.destination, length: offsets.length)  // daddr
                 let lookup = nftnl_expr_alloc("lookup")!
                 nftnl_expr_set_u32(lookup, UInt16(NFTNL_EXPR_LOOKUP_SREG), UInt32(NFT_REG_1.rawValue))
                 nftnl_expr_set_str(lookup, UInt16(NFTNL_EXPR_LOOKUP_SET), setName)
@@ -289,38 +289,5 @@ public final class NFTables {
         key.bytes.withUnsafeBytes { _ = nftnl_set_elem_set(element, UInt16(NFTNL_SET_ELEM_KEY), $0.baseAddress, UInt32($0.count)) }
         if end { nftnl_set_elem_set_u32(element, UInt16(NFTNL_SET_ELEM_FLAGS), NFT_SET_ELEM_INTERVAL_END.rawValue) }
         nftnl_set_elem_add(set, element)  // the set owns it from here
-    }
-
-    /// payload (the address at `offset` of the network header) -> register 1.
-    private static func loadPayload(_ rule: OpaquePointer, offset: UInt32, length: UInt32) {
-        let payload = nftnl_expr_alloc("payload")!
-        nftnl_expr_set_u32(payload, UInt16(NFTNL_EXPR_PAYLOAD_DREG), UInt32(NFT_REG_1.rawValue))
-        nftnl_expr_set_u32(payload, UInt16(NFTNL_EXPR_PAYLOAD_BASE), UInt32(NFT_PAYLOAD_NETWORK_HEADER.rawValue))
-        nftnl_expr_set_u32(payload, UInt16(NFTNL_EXPR_PAYLOAD_OFFSET), offset)
-        nftnl_expr_set_u32(payload, UInt16(NFTNL_EXPR_PAYLOAD_LEN), length)
-        nftnl_rule_add_expr(rule, payload)
-    }
-
-    /// payload -> bitwise AND prefix mask -> cmp ==.
-    private static func matchAddress(_ rule: OpaquePointer, offset: UInt32, network: IPNetwork) {
-        let length = UInt32(network.address.bitWidth / 8)
-        loadPayload(rule, offset: offset, length: length)
-        let all: IPAddress = network.address.family == .v4 ? .v4(UInt32.max) : .v6(UInt128.max)
-        let mask = IPNetwork(address: all, prefixLength: network.prefixLength)!.network.bytes
-        let bitwise = nftnl_expr_alloc("bitwise")!
-        nftnl_expr_set_u32(bitwise, UInt16(NFTNL_EXPR_BITWISE_SREG), UInt32(NFT_REG_1.rawValue))
-        nftnl_expr_set_u32(bitwise, UInt16(NFTNL_EXPR_BITWISE_DREG), UInt32(NFT_REG_1.rawValue))
-        nftnl_expr_set_u32(bitwise, UInt16(NFTNL_EXPR_BITWISE_LEN), length)
-        mask.withUnsafeBytes { _ = nftnl_expr_set(bitwise, UInt16(NFTNL_EXPR_BITWISE_MASK), $0.baseAddress, length) }
-        [UInt8](repeating: 0, count: Int(length)).withUnsafeBytes {
-            _ = nftnl_expr_set(bitwise, UInt16(NFTNL_EXPR_BITWISE_XOR), $0.baseAddress, length)
-        }
-        nftnl_rule_add_expr(rule, bitwise)
-
-        let cmp = nftnl_expr_alloc("cmp")!
-        nftnl_expr_set_u32(cmp, UInt16(NFTNL_EXPR_CMP_SREG), UInt32(NFT_REG_1.rawValue))
-        nftnl_expr_set_u32(cmp, UInt16(NFTNL_EXPR_CMP_OP), UInt32(NFT_CMP_EQ.rawValue))
-        network.network.bytes.withUnsafeBytes { _ = nftnl_expr_set(cmp, UInt16(NFTNL_EXPR_CMP_DATA), $0.baseAddress, length) }
-        nftnl_rule_add_expr(rule, cmp)
     }
 }
